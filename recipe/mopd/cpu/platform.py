@@ -91,8 +91,9 @@ class PlatformCPU(PlatformBase):
         # Never auto-detected: a machine with a GPU must not silently train on CPU.
         return False
 
-    def current_device(self) -> int:
-        return 0
+    def current_device(self) -> str:
+        # verl uses get_device_id() only as a `.to()` / torch.device target; an index would mean cuda:N.
+        return "cpu"
 
     def device_count(self) -> int:
         return 1
@@ -184,13 +185,13 @@ def _engine_lookup_on_cpu(get_engine_cls):
     """verl registers its FSDP engines for devices cuda/npu only; the same classes run on CPU tensors."""
 
     @functools.wraps(get_engine_cls)
-    def wrapper(model_type: str, backend: str):
+    def wrapper(cls, model_type: str, backend: str):
         if backend not in ("fsdp", "fsdp2", "dp"):
             raise ValueError(f"the CPU runtime supports the FSDP engine only, got engine backend {backend!r}")
         previous = os.environ.get("VERL_ENGINE_DEVICE")
         os.environ["VERL_ENGINE_DEVICE"] = "cuda"
         try:
-            return get_engine_cls(model_type, backend)
+            return get_engine_cls(cls, model_type, backend)
         finally:
             if previous is None:
                 os.environ.pop("VERL_ENGINE_DEVICE", None)

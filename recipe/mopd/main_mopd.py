@@ -1,0 +1,122 @@
+"""Hydra entry point: `python -m recipe.mopd.main_mopd [platform=cpu] key=value ...`.
+
+It runs verl's own V1 TaskRunner (`verl.trainer.main_ppo.run_ppo`); MOPD plugs in through config
+(agent-loop manager class, trainer mode, losses), never by replacing the training loop. Before handing
+over it checks the configuration for mistakes that would otherwise surface minutes later inside a Ray
+worker, and on CPU it activates the CPU runtime in this process and in the Ray cluster it starts.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+import recipe.mopd.plugin  # noqa: F401  (registrations; imported explicitly so failures are loud)
+from recipe.mopd.cpu import activate as activate_cpu_runtime
+from recipe.mopd.cpu.hf_rollout import ROLLOUT_NAME as CPU_ROLLOUT_NAME
+
+
+def module_file(module_name: str) -> str:
+    """OmegaConf resolver `${mopd_module_file:pkg.mod}`: the file verl should load a function from."""
+    spec = importlib.util.find_spec(module_name)
+    if spec is None or spec.origin is None:
+        raise ValueError(f"cannot locate module {module_name!r} for a config path")
+    return spec.origin
+
+
+if not OmegaConf.has_resolver("mopd_module_file"):
+    OmegaConf.register_new_resolver("mopd_module_file", module_file)
+
+
+class ConfigError(ValueError):
+    pass
+
+
+def preflight(config: DictConfig) -> None:
+    """Fail fast, with the key to change, on configurations verl would reject late or obscurely."""
+    device = config.trainer.device
+    rollout_name = config.actor_rollout_ref.rollout.name
+    if rollout_name == CPU_ROLLOUT_NAME and device != "cpu":
+        raise ConfigError(
+            f"actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME} is the CPU stand-in backend but trainer.device="
+            f"{device}: on GPUs use rollout.name=vllm, or run on CPU with platform=cpu"
+        )
+    if device == "cpu" and rollout_name != CPU_ROLLOUT_NAME:
+        raise ConfigError(
+            f"trainer.device=cpu needs actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME} (got {rollout_name!r}): "
+            "vLLM/SGLang need a GPU"
+        )
+    if device == "cpu":
+        for role in ("actor", "ref"):
+            strategy = config.actor_rollout_ref[role].strategy
+            if strategy != "fsdp2":
+                raise ConfigError(
+                    f"actor_rollout_ref.{role}.strategy={strategy}: FSDP1 cannot shard CPU parameters; use fsdp2"
+                )
+    model_path = str(config.actor_rollout_ref.model.path)
+    looks_like_hub_id = model_path.count("/") == 1 and not model_path.startswith((".", "/", "~"))
+    if not Path(os.path.expanduser(model_path)).exists():
+        if not looks_like_hub_id:
+            raise ConfigError(f"actor_rollout_ref.model.path={model_path!r} does not exist")
+        if os.environ.get("HF_HUB_OFFLINE") == "1":
+            raise ConfigError(
+                f"actor_rollout_ref.model.path={model_path!r} is not a local directory and HF_HUB_OFFLINE=1"
+            )
+    for key in ("train_files", "val_files"):
+        files = config.data[key]
+        for file in [files] if isinstance(files, str) else list(files or []):
+            if "://" not in str(file) and not Path(os.path.expanduser(str(file))).exists():
+                raise ConfigError(f"data.{key}: {file!r} does not exist")
+
+
+def prepare_cpu_cluster(config: DictConfig) -> None:
+    """Activate the CPU platform here and size Ray's logical GPU slots to the trainer's ranks."""
+    activate_cpu_runtime()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with open_dict(config):
+        ray_init = config.ray_kwargs.ray_init
+        ray_init.num_gpus = config.trainer.n_gpus_per_node * config.trainer.nnodes
+
+
+# Read by Ray actors (the TaskRunner owns the loggers), which see only the runtime_env, not this shell.
+FORWARDED_ENV_VARS = ("VERL_FILE_LOGGER_PATH", "VERL_FILE_LOGGER_ROOT", "HF_HUB_OFFLINE", "VERL_PLATFORM")
+
+
+def forward_environment(config: DictConfig) -> None:
+    with open_dict(config):
+        env_vars = config.ray_kwargs.ray_init.setdefault("runtime_env", {}).setdefault("env_vars", {})
+        for name in FORWARDED_ENV_VARS:
+            if name in os.environ:
+                env_vars[name] = os.environ[name]
+
+
+def run_mopd(config: DictConfig) -> None:
+    from verl.trainer.main_ppo import TaskRunnerV1, run_ppo
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+    from verl.utils.device import auto_set_device
+
+    OmegaConf.resolve(config)
+    preflight(config)
+    if config.trainer.device == "cpu":
+        prepare_cpu_cluster(config)
+    forward_environment(config)
+    auto_set_device(config)
+    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    if not config.trainer.use_v1:
+        raise ConfigError("MOPD runs on verl's V1 trainer: keep trainer.use_v1=true")
+    run_ppo(config, task_runner_class=TaskRunnerV1)
+
+
+@hydra.main(config_path="config", config_name="mopd_trainer", version_base=None)
+def main(config: DictConfig) -> None:
+    run_mopd(config)
+
+
+if __name__ == "__main__":
+    main()
