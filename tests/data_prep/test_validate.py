@@ -1,0 +1,153 @@
+import copy
+import json
+import subprocess
+import sys
+
+import pyarrow.parquet as pq
+import pytest
+
+from data_prep import validate
+from data_prep.common import rows_to_table
+from data_prep.validate import (
+    BAD_GROUND_TRUTH,
+    EMPTY_PROMPT,
+    MALFORMED_FIELD,
+    MISSING_ANSWER,
+    code_ground_truth_problem,
+    tool_ground_truth_problem,
+    validate_row,
+)
+
+CODE_TESTS = {"inputs": ["1 2\n"], "outputs": ["3\n"], "fn_name": None, "public": 1, "time_limit": 6}
+
+VALID_ROWS = {
+    "math": ("math/aime2024", "\\frac{3}{4}", {}),
+    "code": ("code/livecodebench", json.dumps(CODE_TESTS), {}),
+    "science": ("science/sciknoweval/biology", "C", {"choice_labels": ["A", "B", "C", "D"]}),
+    "tool": ("tool/toolalpaca", json.dumps([{"name": "getFacts", "arguments": {"limit": 3}}]), {}),
+}
+
+
+def make_row(verifier: str) -> dict:
+    data_source, ground_truth, extra = VALID_ROWS[verifier]
+    return {
+        "data_source": data_source,
+        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "A question"}],
+        "ability": verifier,
+        "reward_model": {"style": "rule", "ground_truth": ground_truth},
+        "extra_info": {"index": 5, "split": "test", "verifier": verifier, **extra},
+    }
+
+
+@pytest.mark.parametrize("verifier", sorted(VALID_ROWS))
+def test_valid_rows_pass(verifier):
+    assert validate_row(make_row(verifier)) == []
+
+
+def answer(value):
+    return lambda row: row["reward_model"].update(ground_truth=value)
+
+
+def extra(**changes):
+    return lambda row: row["extra_info"].update(changes)
+
+
+MALFORMED = [
+    ("math", answer(""), "reward_model.ground_truth", MISSING_ANSWER),
+    ("math", answer(None), "reward_model.ground_truth", MISSING_ANSWER),
+    ("math", lambda row: row.update(prompt=[]), "prompt", EMPTY_PROMPT),
+    ("math", lambda row: row["prompt"][1].update(content="  "), "prompt", EMPTY_PROMPT),
+    ("math", lambda row: row["prompt"][1].update(role="assistant"), "prompt", MALFORMED_FIELD),
+    ("math", answer("\\frac{1}{2"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+    ("math", answer("\\boxed{2}"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+    ("math", lambda row: row["reward_model"].update(style="model"), "reward_model.style", MALFORMED_FIELD),
+    ("math", extra(verifier="code"), "data_source", MALFORMED_FIELD),
+    ("math", extra(verifier="chemistry"), "extra_info.verifier", MALFORMED_FIELD),
+    ("math", extra(index=-1), "extra_info.index", MALFORMED_FIELD),
+    ("math", extra(split=""), "extra_info.split", MALFORMED_FIELD),
+    ("code", answer("{not json"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+    ("science", answer("E"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+    ("science", answer("c"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+    ("tool", answer("[]"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+]
+
+
+@pytest.mark.parametrize("verifier, mutate, field, reason", MALFORMED)
+def test_malformed_rows_are_reported_with_index_and_field(verifier, mutate, field, reason):
+    row = copy.deepcopy(make_row(verifier))
+    mutate(row)
+
+    problems = validate_row(row)
+
+    assert (problems[0].index, problems[0].field, problems[0].reason) == (
+        row["extra_info"]["index"],
+        field,
+        reason,
+    )
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"inputs": []},
+        {"outputs": ["3\n", "4\n"]},
+        {"inputs": [1]},
+        {"fn_name": "not an identifier"},
+        {"public": 2},
+        {"public": True},
+        {"time_limit": 0},
+        {"fn_name": "solve", "inputs": ["[1, 2"]},
+    ],
+)
+def test_code_ground_truth_must_be_runnable_tests(change):
+    assert code_ground_truth_problem(json.dumps({**CODE_TESTS, **change}))
+
+
+def test_call_based_tests_are_newline_separated_json():
+    tests = {"inputs": ["[1, 2]\n3"], "outputs": ["true"], "fn_name": "solve", "public": 0}
+    assert code_ground_truth_problem(json.dumps(tests)) is None
+
+
+@pytest.mark.parametrize(
+    "ground_truth",
+    [
+        json.dumps({"name": "x", "arguments": {}}),
+        json.dumps([{"name": "x"}]),
+        json.dumps([{"name": "", "arguments": {}}]),
+        json.dumps([{"name": "x", "arguments": "{}"}]),
+        json.dumps([{"Action": "x", "Action_Input": "{}"}]),
+    ],
+)
+def test_tool_ground_truth_is_a_list_of_name_and_arguments(ground_truth):
+    assert tool_ground_truth_problem(ground_truth)
+
+
+def test_command_reports_bad_rows_and_fails(tmp_path, capsys):
+    bad = make_row("math")
+    bad["reward_model"]["ground_truth"] = ""
+    path = tmp_path / "rows.parquet"
+    pq.write_table(rows_to_table([make_row("math"), bad]), path)
+
+    exit_code = validate.main([str(path)])
+
+    printed = capsys.readouterr().out
+    assert exit_code == 1
+    assert "2 rows, 1 valid, 1 invalid" in printed
+    assert "row 1 [reward_model.ground_truth]: missing answer" in printed
+
+
+def test_command_accepts_every_file_the_writers_produced(prepared, capsys):
+    assert validate.main([str(path) for path in prepared.parquet_files()]) == 0
+    assert "invalid" not in capsys.readouterr().out.replace(" 0 invalid", "")
+
+
+def test_module_runs_as_a_command(prepared):
+    result = subprocess.run(
+        [sys.executable, "-m", "data_prep.validate", str(prepared.out_dir / "livecodebench_test.parquet")],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert "2 rows, 2 valid, 0 invalid" in result.stdout
