@@ -11,3 +11,6 @@ from recipe.mopd.cpu.hf_rollout import register_hf_rollout
 register_hf_rollout()
 if cpu_platform_requested():
     activate()
+
+import recipe.mopd.losses  # noqa: E402,F401  (registers the mopd_* distillation losses)
+import recipe.mopd.trainer  # noqa: E402,F401  (registers the mopd_sync trainer mode)

@@ -1,0 +1,48 @@
+"""Per-step `mopd/` metrics from the per-sample diagnostics the agent loop attaches (pure; no verl).
+
+Context statistics: how many samples had a success peer, a failure peer, feedback, were masked or
+truncated, and how long teacher prompts were. Teacher signal: per rollout the mean (teacher − student)
+log-prob over its response tokens, compared within each group that has both a success and a failure
+to the verifier reward (AUROC, Spearman, Kendall tau, pairwise accuracy), averaged over such groups.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Sequence
+
+import numpy as np
+
+from recipe.mopd.signal_metrics import group_signal_metrics
+
+
+def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: float) -> dict[str, float]:
+    if not diagnostics:
+        return {}
+    def fraction(predicate) -> float:
+        return float(np.mean([1.0 if predicate(d) else 0.0 for d in diagnostics]))
+
+    teacher_tokens = np.array([d["teacher_prompt_tokens"] for d in diagnostics], dtype=float)
+    student_tokens = np.array([d["student_prompt_tokens"] for d in diagnostics], dtype=float)
+    metrics = {
+        "mopd/with_success_peer_frac": fraction(lambda d: d["success_peers"] > 0),
+        "mopd/with_failure_peer_frac": fraction(lambda d: d["failure_peers"] > 0),
+        "mopd/feedback_frac": fraction(lambda d: d["used_feedback"]),
+        "mopd/masked_frac": fraction(lambda d: d["masked"]),
+        "mopd/truncated_frac": fraction(lambda d: d["truncated"]),
+        "mopd/teacher_prompt_tokens/mean": float(teacher_tokens.mean()),
+        "mopd/teacher_prompt_tokens/max": float(teacher_tokens.max()),
+        "mopd/teacher_prompt_tokens_vs_student": float(teacher_tokens.sum() / max(student_tokens.sum(), 1.0)),
+        "mopd/signal/mean": float(np.mean([d["signal"] for d in diagnostics])),
+    }
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for d in diagnostics:
+        groups[d["uid"]].append(d)
+    signal = group_signal_metrics(
+        [([d["signal"] for d in g], [d["score"] for d in g]) for g in groups.values()], success_threshold
+    )
+    metrics["mopd/signal/mixed_groups"] = float(signal["num_mixed_groups"])
+    for name in ("auroc", "spearman", "kendall_tau", "pairwise_accuracy"):
+        if signal[name] is not None:
+            metrics[f"mopd/signal/{name}"] = float(signal[name])
+    return metrics

@@ -1,0 +1,147 @@
+"""Teacher scoring of one prompt group: build the n peer contexts, score [context ; response] for all n
+concurrently, and move the teacher's rows into the student's layout.
+
+Two teacher sources behind one call (`TeacherScorer.logprobs`):
+- `live`: the current student weights on the student's own rollout servers, through prompt log-probs
+  (`max_tokens=1, prompt_logprobs=k`), exactly as verl asks its teacher servers;
+- `frozen`: verl's teacher pool (any model sharing the tokenizer), via verl's teacher client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from typing import Any, Optional
+from uuid import uuid4
+
+import torch
+
+from recipe.mopd.alignment import response_logprobs_from_rows, teacher_rows_to_student_layout
+from recipe.mopd.peers import GroupMember, build_group_contexts
+from recipe.mopd.settings import MOPDSettings
+
+
+class TeacherScorer:
+    def __init__(self, topk: int):
+        self.topk = topk
+
+    @staticmethod
+    def create(settings: MOPDSettings, config, llm_client, teacher_client) -> "TeacherScorer":
+        if settings.teacher == "live":
+            return LiveTeacherScorer(settings.topk, llm_client)
+        if not teacher_client:
+            raise ValueError(
+                "mopd.teacher=frozen needs verl's teacher pool: set distillation.enabled=true, "
+                "distillation.teacher_models.teacher_model.model_path and distillation.n_gpus_per_node/nnodes"
+            )
+        return FrozenTeacherScorer(settings.topk, config, teacher_client)
+
+    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """[S, K] teacher token ids and log-probs of `sequence_ids` in verl's left-shifted layout."""
+        raise NotImplementedError
+
+
+class LiveTeacherScorer(TeacherScorer):
+    def __init__(self, topk: int, llm_client):
+        super().__init__(topk)
+        self.llm_client = llm_client
+
+    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        output = await self.llm_client.generate(
+            request_id=uuid4().hex,
+            prompt_ids=sequence_ids,
+            sampling_params={"max_tokens": 1, "temperature": 1.0, "prompt_logprobs": self.topk, "detokenize": False},
+        )
+        ids = torch.tensor(output.extra_fields["prompt_ids"], dtype=torch.int32)
+        values = torch.tensor(output.extra_fields["prompt_logprobs"], dtype=torch.float32)
+        return ids, values
+
+
+class FrozenTeacherScorer(TeacherScorer):
+    def __init__(self, topk: int, config, teacher_client):
+        super().__init__(topk)
+        from verl.experimental.teacher_loop.teacher_manager import AsyncTeacherLLMServerManager
+
+        self.manager = AsyncTeacherLLMServerManager(config=config, teacher_client=teacher_client)
+
+    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        ids, values = await self.manager.compute_teacher_logprobs_single(sequence_ids=sequence_ids)
+        return ids, values.float()
+
+
+@dataclass
+class ScoredRollout:
+    teacher_logprobs: torch.Tensor
+    teacher_ids: torch.Tensor
+    masked: bool
+    diagnostics: dict[str, Any]
+
+
+def _student_response_logprobs(output) -> Optional[torch.Tensor]:
+    if output.response_logprobs is None:
+        return None
+    return torch.tensor(output.response_logprobs, dtype=torch.float32)
+
+
+def _feedback(output) -> str:
+    info = output.extra_fields.get("reward_extra_info") or {}
+    feedback = info.get("feedback", "")
+    return feedback if isinstance(feedback, str) else ""
+
+
+async def score_group(
+    *,
+    settings: MOPDSettings,
+    scorer: TeacherScorer,
+    tokenizer,
+    uid: str,
+    prompt_messages: list[dict],
+    outputs: list,
+    chat_template_kwargs: dict,
+) -> list[ScoredRollout]:
+    group = [
+        GroupMember(
+            response_text=tokenizer.decode(out.response_ids, skip_special_tokens=True),
+            response_ids=list(out.response_ids),
+            score=float(out.reward_score if out.reward_score is not None else 0.0),
+            feedback=_feedback(out),
+        )
+        for out in outputs
+    ]
+    contexts = build_group_contexts(tokenizer, prompt_messages, group, settings.peers, uid, chat_template_kwargs)
+    rows = await asyncio.gather(
+        *[scorer.logprobs(ctx.prompt_ids + list(out.response_ids)) for ctx, out in zip(contexts, outputs)]
+    )
+    scored = []
+    for ctx, out, member, (ids, values) in zip(contexts, outputs, group, rows):
+        prompt_len, response_len = len(out.prompt_ids), len(out.response_ids)
+        aligned_values, aligned_ids = teacher_rows_to_student_layout(
+            values, ids, ctx.num_tokens, prompt_len, response_len
+        )
+        student = _student_response_logprobs(out)
+        # With top-k rows the first column is the teacher's best token, not the sampled one; the signal
+        # diagnostic is then the teacher's top-1 log-prob (documented in the README).
+        teacher_response = response_logprobs_from_rows(aligned_values, prompt_len, response_len)
+        signal = teacher_response.mean().item() if response_len else 0.0
+        if student is not None and response_len and not settings.topk:
+            signal = (teacher_response - student).mean().item()
+        scored.append(
+            ScoredRollout(
+                teacher_logprobs=aligned_values,
+                teacher_ids=aligned_ids,
+                masked=ctx.masked,
+                diagnostics={
+                    "uid": str(uid),
+                    "score": member.score,
+                    "success_peers": ctx.num_success_peers,
+                    "failure_peers": ctx.num_failure_peers,
+                    "used_feedback": bool(ctx.used_feedback),
+                    "masked": bool(ctx.masked),
+                    "truncated": bool(ctx.truncated),
+                    "teacher_prompt_tokens": ctx.num_tokens,
+                    "student_prompt_tokens": prompt_len,
+                    "signal": float(signal),
+                },
+            )
+        )
+    return scored
