@@ -57,6 +57,8 @@ def preflight(config: DictConfig) -> None:
                 raise ConfigError(
                     f"actor_rollout_ref.{role}.strategy={strategy}: FSDP1 cannot shard CPU parameters; use fsdp2"
                 )
+    if config.get("mopd") is not None:
+        check_teacher_context_fits(config)
     model_path = str(config.actor_rollout_ref.model.path)
     looks_like_hub_id = model_path.count("/") == 1 and not model_path.startswith((".", "/", "~"))
     if not Path(os.path.expanduser(model_path)).exists():
@@ -73,6 +75,26 @@ def preflight(config: DictConfig) -> None:
                 raise ConfigError(f"data.{key}: {file!r} does not exist")
 
 
+def check_teacher_context_fits(config: DictConfig) -> None:
+    """The teacher scores [teacher prompt ; response]; its context must hold the longest one, which the
+    default `prompt_length + response_length` sizing does not (peers make teacher prompts longer)."""
+    needed = int(config.mopd.max_prompt_tokens) + int(config.data.max_response_length) + 1
+    if config.mopd.teacher == "live":
+        key = "actor_rollout_ref.rollout.max_model_len"
+        max_len = config.actor_rollout_ref.rollout.max_model_len
+        if max_len is None:
+            return  # the rollout server then uses the model's own maximum length
+    else:
+        key = "distillation.teacher_models.teacher_model.inference.max_model_len"
+        max_len = config.distillation.teacher_models.teacher_model.inference.max_model_len
+    if max_len is None or int(max_len) < needed:
+        raise ConfigError(
+            f"{key}={max_len} cannot hold the longest teacher input: mopd.max_prompt_tokens "
+            f"({config.mopd.max_prompt_tokens}) + data.max_response_length ({config.data.max_response_length}) + 1 "
+            f"= {needed}; raise {key} or lower mopd.max_prompt_tokens"
+        )
+
+
 def prepare_cpu_cluster(config: DictConfig) -> None:
     """Activate the CPU platform here and size Ray's logical GPU slots to the trainer's ranks."""
     activate_cpu_runtime()
@@ -80,7 +102,10 @@ def prepare_cpu_cluster(config: DictConfig) -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     with open_dict(config):
         ray_init = config.ray_kwargs.ray_init
-        ray_init.num_gpus = config.trainer.n_gpus_per_node * config.trainer.nnodes
+        slots = config.trainer.n_gpus_per_node * config.trainer.nnodes
+        if config.get("mopd") is not None and config.mopd.teacher == "frozen":
+            slots += config.distillation.n_gpus_per_node * config.distillation.nnodes
+        ray_init.num_gpus = slots
 
 
 # Read by Ray actors (the TaskRunner owns the loggers), which see only the runtime_env, not this shell.

@@ -31,8 +31,9 @@ ROLLOUT_NAME = "hf"
 BATCH_WINDOW_S = 0.005
 
 
-def _server_actor_name(replica_rank: int, node_rank: int) -> str:
-    return f"{ROLLOUT_NAME}_server_{replica_rank}_{node_rank}"
+def _server_actor_name(replica_rank: int, node_rank: int, role: str = "", suffix: str = "") -> str:
+    """verl's naming: student servers are looked up by the trainer-side adapter under the plain name."""
+    return f"{ROLLOUT_NAME}_server_{role}{replica_rank}_{node_rank}{suffix}"
 
 
 class HFRolloutServer:
@@ -187,10 +188,11 @@ class HFReplica(RolloutReplica):
             node_id = await self.workers[0].__ray_call__.remote(lambda worker: ray.get_runtime_context().get_node_id())
         else:
             node_id = ray.get_runtime_context().get_node_id()
+        role = "reward_" if self.is_reward_model else "teacher_" if self.is_teacher_model else ""
         server = (
             ray.remote(HFRolloutServer)
             .options(
-                name=_server_actor_name(self.replica_rank, 0),
+                name=_server_actor_name(self.replica_rank, 0, role, self.name_suffix),
                 num_cpus=0,
                 max_concurrency=self.max_concurrency,
                 scheduling_strategy=ray.util.scheduling_strategies.NodeAffinitySchedulingStrategy(
@@ -202,7 +204,7 @@ class HFReplica(RolloutReplica):
         await server.stats.remote()
         self.servers = [server]
         self._server_handle = server
-        self._server_address = f"{ROLLOUT_NAME}://replica-{self.replica_rank}"
+        self._server_address = f"{ROLLOUT_NAME}://{role}replica-{self.replica_rank}{self.name_suffix}"
 
 
 class HFServerAdapter(BaseRollout):
