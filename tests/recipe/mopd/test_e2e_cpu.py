@@ -78,3 +78,19 @@ def test_positive_mode_with_grpo_outcome_term(assets, tmp_path):
     for step in steps:
         assert step["mopd/with_failure_peer_frac"] == 0.0
         assert _finite(step["actor/pg_loss"])
+
+
+@pytest.mark.slow
+def test_frozen_teacher_from_verl_teacher_pool(assets, tmp_path):
+    steps = train(
+        assets,
+        tmp_path,
+        "mopd.teacher=frozen",
+        "distillation.n_gpus_per_node=1",
+        "distillation.nnodes=1",
+        "distillation.teacher_models.teacher_model.inference.tensor_model_parallel_size=1",
+        "distillation.teacher_models.teacher_model.inference.max_model_len=1024",
+    )
+    for step in steps:
+        assert _finite(step["actor/distillation/loss"])
+        assert step["mopd/teacher_prompt_tokens_vs_student"] > 1.0
