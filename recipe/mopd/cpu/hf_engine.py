@@ -89,11 +89,6 @@ class HFEngine:
         for indices in by_params.values():
             for i, result in zip(indices, self.generate([requests[i] for i in indices])):
                 results[i] = result
-        for i in scoring:
-            # verl asks for max_tokens=1 alongside prompt_logprobs; one greedy token keeps the contract.
-            if requests[i].spec.max_tokens > 0:
-                generated = self.generate([Request(requests[i].prompt_ids, SamplingSpec(max_tokens=1, temperature=0))])
-                results[i].token_ids = generated[0].token_ids
         return [r if r is not None else Result() for r in results]
 
     def _right_padded(self, sequences: list[list[int]]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,6 +100,7 @@ class HFEngine:
             attention_mask[row, : len(seq)] = 1
         return input_ids, attention_mask
 
+    @torch.no_grad()
     def score(self, requests: list[Request]) -> list[Result]:
         """Prompt log-probs for each request's full token sequence, in one right-padded forward."""
         input_ids, attention_mask = self._right_padded([r.prompt_ids for r in requests])
@@ -123,9 +119,12 @@ class HFEngine:
             width = max(k, 1)
             ids_rows = ids.tolist() + [[0] * width]
             value_rows = values.tolist() + [[0.0] * width]
-            results.append(Result(prompt_ids=ids_rows, prompt_logprobs=value_rows))
+            # verl asks for max_tokens=1 alongside prompt_logprobs; the greedy next token keeps the contract.
+            next_token = [int(logits[row, length - 1].argmax())] if request.spec.max_tokens > 0 else []
+            results.append(Result(token_ids=next_token, prompt_ids=ids_rows, prompt_logprobs=value_rows))
         return results
 
+    @torch.no_grad()
     def generate(self, requests: list[Request]) -> list[Result]:
         """Sample continuations for requests that share temperature/top-p/top-k, with a shared KV cache."""
         spec = requests[0].spec

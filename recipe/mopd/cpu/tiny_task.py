@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import random
+import shutil
+import tempfile
 import re
 from pathlib import Path
 from typing import Any, Optional
@@ -147,14 +150,24 @@ def prepare(root: str | Path, train_size: int = 256, val_size: int = 32) -> dict
     from recipe.mopd.cpu.tiny_model import build_tiny_model
 
     root = Path(root)
-    model_dir = root / f"tiny_model_{_fingerprint()}"
+    root.mkdir(parents=True, exist_ok=True)
+    fingerprint = _fingerprint()
+    model_dir = root / f"tiny_model_{fingerprint}"
+    if not (model_dir / "pretrain.json").exists():
+        # Build beside the target and rename into place, so concurrent builders never see half a model.
+        staging = Path(tempfile.mkdtemp(dir=root, prefix=".building_"))
+        build_tiny_model(staging)
+        final_loss = pretrain(staging)
+        accuracy = sampled_accuracy(staging)
+        (staging / "pretrain.json").write_text(
+            json.dumps({"final_loss": final_loss, "sampled_accuracy_t1": accuracy}, indent=1)
+        )
+        try:
+            os.replace(staging, model_dir)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
     info_path = model_dir / "pretrain.json"
-    if not info_path.exists():
-        build_tiny_model(model_dir)
-        final_loss = pretrain(model_dir)
-        accuracy = sampled_accuracy(model_dir)
-        info_path.write_text(json.dumps({"final_loss": final_loss, "sampled_accuracy_t1": accuracy}, indent=1))
-    data_dir = root / "data"
+    data_dir = root / f"data_{fingerprint}_{train_size}_{val_size}"
     data_dir.mkdir(parents=True, exist_ok=True)
     train, val = data_dir / "tiny_add_train.parquet", data_dir / "tiny_add_val.parquet"
     if not train.exists():
