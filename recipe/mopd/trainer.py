@@ -27,6 +27,15 @@ class MOPDTrainerSync(PPOTrainerSync):
         if self.live_teacher:
             self.use_teacher_policy = False
 
+    def _build_replay_buffer(self):
+        # verl branches on `trainer_mode == "sync"` (replay buffer class, refills, weight sync); this mode
+        # is the sync trainer under another registry name.
+        self.trainer_mode = "sync"
+        replay_buffer = super()._build_replay_buffer()
+        # verl polls for finished groups every 2 s and exposes no knob; on CPU that wait is the whole step.
+        replay_buffer.poll_interval = float(self.config.mopd.replay_poll_interval_s)
+        return replay_buffer
+
     def _init_resource_pool_mgr(self, *args, **kwargs):
         if self.config.mopd.teacher != "live":
             return super()._init_resource_pool_mgr(*args, **kwargs)
