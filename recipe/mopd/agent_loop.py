@@ -57,7 +57,9 @@ class _MOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
         self.chat_template_kwargs = dict(config.data.get("apply_chat_template_kwargs", {}) or {})
         self._groups: dict[str, _Group] = {}
 
-    async def _run_prompt(self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False) -> None:
+    async def _run_prompt(
+        self, prompt: dict, sampling_params: dict, trajectory: dict, trace: bool = False
+    ) -> None:
         if not trajectory["validate"]:
             size = prompt.get("__rollout_n__", self.config.actor_rollout_ref.rollout.n)
             self._groups[prompt["uid"]] = _Group(size=int(size))
@@ -68,7 +70,9 @@ class _MOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
 
     async def _run_agent_loop(self, sampling_params, trajectory, *, agent_name, trace=True, **kwargs):
         try:
-            return await super()._run_agent_loop(sampling_params, trajectory, agent_name=agent_name, trace=trace, **kwargs)
+            return await super()._run_agent_loop(
+                sampling_params, trajectory, agent_name=agent_name, trace=trace, **kwargs
+            )
         except BaseException as error:
             group = self._groups.get(kwargs.get("uid"))
             if group is not None and not group.done.is_set():

@@ -19,6 +19,7 @@ from recipe.mopd.signal_metrics import group_signal_metrics
 def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: float) -> dict[str, float]:
     if not diagnostics:
         return {}
+
     def fraction(predicate) -> float:
         return float(np.mean([1.0 if predicate(d) else 0.0 for d in diagnostics]))
 

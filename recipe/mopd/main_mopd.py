@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recipe.mopd.plugin  # noqa: F401  (registrations; imported explicitly so failures are loud)
 from recipe.mopd.cpu import activate as activate_cpu_runtime
 from recipe.mopd.cpu.hf_rollout import ROLLOUT_NAME as CPU_ROLLOUT_NAME
+from recipe.mopd.losses import JSD_ALPHA_ENV
 
 
 def module_file(module_name: str) -> str:
@@ -109,10 +110,18 @@ def prepare_cpu_cluster(config: DictConfig) -> None:
 
 
 # Read by Ray actors (the TaskRunner owns the loggers), which see only the runtime_env, not this shell.
-FORWARDED_ENV_VARS = ("VERL_FILE_LOGGER_PATH", "VERL_FILE_LOGGER_ROOT", "HF_HUB_OFFLINE", "VERL_PLATFORM")
+FORWARDED_ENV_VARS = (
+    "VERL_FILE_LOGGER_PATH",
+    "VERL_FILE_LOGGER_ROOT",
+    "HF_HUB_OFFLINE",
+    "VERL_PLATFORM",
+    JSD_ALPHA_ENV,
+)
 
 
 def forward_environment(config: DictConfig) -> None:
+    if config.get("mopd") is not None:
+        os.environ[JSD_ALPHA_ENV] = str(float(config.mopd.jsd_alpha))
     with open_dict(config):
         env_vars = config.ray_kwargs.ray_init.setdefault("runtime_env", {}).setdefault("env_vars", {})
         for name in FORWARDED_ENV_VARS:
@@ -132,7 +141,9 @@ def run_mopd(config: DictConfig) -> None:
         prepare_cpu_cluster(config)
     forward_environment(config)
     auto_set_device(config)
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    validate_config(
+        config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+    )
     if not config.trainer.use_v1:
         raise ConfigError("MOPD runs on verl's V1 trainer: keep trainer.use_v1=true")
     run_ppo(config, task_runner_class=TaskRunnerV1)

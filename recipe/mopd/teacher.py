@@ -50,7 +50,12 @@ class LiveTeacherScorer(TeacherScorer):
         output = await self.llm_client.generate(
             request_id=uuid4().hex,
             prompt_ids=sequence_ids,
-            sampling_params={"max_tokens": 1, "temperature": 1.0, "prompt_logprobs": self.topk, "detokenize": False},
+            sampling_params={
+                "max_tokens": 1,
+                "temperature": 1.0,
+                "prompt_logprobs": self.topk,
+                "detokenize": False,
+            },
         )
         ids = torch.tensor(output.extra_fields["prompt_ids"], dtype=torch.int32)
         values = torch.tensor(output.extra_fields["prompt_logprobs"], dtype=torch.float32)
@@ -108,7 +113,9 @@ async def score_group(
         )
         for out in outputs
     ]
-    contexts = build_group_contexts(tokenizer, prompt_messages, group, settings.peers, uid, chat_template_kwargs)
+    contexts = build_group_contexts(
+        tokenizer, prompt_messages, group, settings.peers, uid, chat_template_kwargs
+    )
     rows = await asyncio.gather(
         *[scorer.logprobs(ctx.prompt_ids + list(out.response_ids)) for ctx, out in zip(contexts, outputs)]
     )

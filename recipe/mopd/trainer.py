@@ -58,7 +58,9 @@ class MOPDTrainerSync(PPOTrainerSync):
     def _compute_metrics(self, batch, metrics, timing_raw, global_steps, epoch):
         result = super()._compute_metrics(batch, metrics, timing_raw, global_steps, epoch)
         non_padding = np.array([not tag.get("is_padding", False) for tag in batch.tags], dtype=bool)
-        fetched = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"])
+        fetched = tq.kv_batch_get(
+            keys=batch.keys, partition_id=batch.partition_id, select_fields=["extra_fields"]
+        )
         extra_fields = fetched.pop("extra_fields").tolist()
         diagnostics = [
             fields["mopd"]

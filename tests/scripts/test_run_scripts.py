@@ -20,7 +20,11 @@ RUN_SCRIPTS = sorted((REPO / "scripts").glob("run_*.sh"))
 
 def dry_run_overrides(script: Path, env: dict[str, str]) -> list[str]:
     out = subprocess.run(
-        ["bash", str(script), "--dry-run"], capture_output=True, text=True, check=True, env={"HOME": "/tmp", **env}
+        ["bash", str(script), "--dry-run"],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={"HOME": "/tmp", **env},
     ).stdout
     argv = shlex.split(out)
     assert argv[:3] == ["python3", "-m", "recipe.mopd.main_mopd"]
@@ -36,7 +40,9 @@ def test_gpu_run_script_config_passes_verl_validation(script, mode):
     OmegaConf.resolve(config)
     assert config.mopd.mode == mode
     assert config.actor_rollout_ref.rollout.name == "vllm"
-    validate_config(config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+    validate_config(
+        config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
+    )
     main_mopd.check_teacher_context_fits(config)
 
 

@@ -39,7 +39,9 @@ def run(out_dir: Path, steps: int, overrides: list[str], timeout_s: int = 1800) 
     metrics_path = out_dir / "metrics.jsonl"
     metrics_path.unlink(missing_ok=True)
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics_path.resolve()), "HF_HUB_OFFLINE": "1"}
-    command = training_command(assets, steps, [f"trainer.default_local_dir={out_dir / 'checkpoints'}", *overrides])
+    command = training_command(
+        assets, steps, [f"trainer.default_local_dir={out_dir / 'checkpoints'}", *overrides]
+    )
     print("running:", " ".join(command), flush=True)
     completed = subprocess.run(command, env=env, cwd=out_dir, timeout=timeout_s)
     if completed.returncode != 0:
@@ -52,7 +54,9 @@ def run(out_dir: Path, steps: int, overrides: list[str], timeout_s: int = 1800) 
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/cpu_demo"))
     parser.add_argument("--steps", type=int, default=6)
     args, overrides = parser.parse_known_args()

@@ -133,7 +133,9 @@ class HFEngine:
         input_ids = torch.full((batch, width), self.pad_token_id, dtype=torch.long)
         attention_mask = torch.zeros((batch, width), dtype=torch.long)
         for row, request in enumerate(requests):
-            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(request.prompt_ids, dtype=torch.long)
+            input_ids[row, width - len(request.prompt_ids) :] = torch.tensor(
+                request.prompt_ids, dtype=torch.long
+            )
             attention_mask[row, width - len(request.prompt_ids) :] = 1
         position_ids = (attention_mask.cumsum(-1) - 1).clamp(min=0)
         max_tokens = [r.spec.max_tokens for r in requests]
@@ -171,10 +173,14 @@ class HFEngine:
                     finished[row] = True
             if all(finished):
                 break
-            next_tokens = torch.where(torch.tensor(finished), torch.full_like(next_tokens, self.pad_token_id), next_tokens)
+            next_tokens = torch.where(
+                torch.tensor(finished), torch.full_like(next_tokens, self.pad_token_id), next_tokens
+            )
             step_ids = next_tokens.unsqueeze(-1)
             step_positions = step_positions[:, -1:] + 1
-            attention_mask = torch.cat([attention_mask, torch.ones((batch, 1), dtype=attention_mask.dtype)], dim=-1)
+            attention_mask = torch.cat(
+                [attention_mask, torch.ones((batch, 1), dtype=attention_mask.dtype)], dim=-1
+            )
         return [
             Result(token_ids=tokens, log_probs=lps if r.spec.return_logprobs else None)
             for tokens, lps, r in zip(outputs, logprobs, requests)

@@ -54,12 +54,18 @@ class HFRolloutServer:
             model_config.local_path, torch_dtype=torch.float32, attn_implementation=attn
         )
         tokenizer = model_config.tokenizer
-        eos = model_config.generation_config.eos_token_id if model_config.generation_config is not None else None
+        eos = (
+            model_config.generation_config.eos_token_id
+            if model_config.generation_config is not None
+            else None
+        )
         eos_ids = [eos] if isinstance(eos, int) else list(eos or [])
         if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in eos_ids:
             eos_ids.append(tokenizer.eos_token_id)
         pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else eos_ids[0]
-        self.engine = HFEngine(model, eos_token_ids=eos_ids, pad_token_id=pad, seed=config.seed + replica_rank)
+        self.engine = HFEngine(
+            model, eos_token_ids=eos_ids, pad_token_id=pad, seed=config.seed + replica_rank
+        )
         self.max_model_len = config.max_model_len or (config.prompt_length + config.response_length)
         self.global_steps: Optional[int] = None
         self._pending: list[tuple[Request, asyncio.Future]] = []
@@ -79,7 +85,8 @@ class HFRolloutServer:
         max_tokens = params.pop("max_tokens", params.pop("max_new_tokens", None))
         if max_tokens is None:
             max_tokens = min(
-                self.config.response_length, self.config.prompt_length + self.config.response_length - len(prompt_ids)
+                self.config.response_length,
+                self.config.prompt_length + self.config.response_length - len(prompt_ids),
             )
         top_k = params.get("top_k", -1)
         return SamplingSpec(
@@ -137,7 +144,9 @@ class HFRolloutServer:
                     if not future.done():
                         future.set_exception(error)
 
-    async def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None):
+    async def update_weights(
+        self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None
+    ):
         async with self._engine_lock:
             self.engine.load_weights(named_tensors)
         if global_steps is not None:
@@ -185,7 +194,9 @@ class HFReplica(RolloutReplica):
                 "tensor_model_parallel_size=1 (and data/pipeline parallel size 1)"
             )
         if self.workers:
-            node_id = await self.workers[0].__ray_call__.remote(lambda worker: ray.get_runtime_context().get_node_id())
+            node_id = await self.workers[0].__ray_call__.remote(
+                lambda worker: ray.get_runtime_context().get_node_id()
+            )
         else:
             node_id = ray.get_runtime_context().get_node_id()
         role = "reward_" if self.is_reward_model else "teacher_" if self.is_teacher_model else ""
@@ -212,7 +223,9 @@ class HFServerAdapter(BaseRollout):
         super().__init__(config, model_config, device_mesh)
         rank = int(os.environ.get("RANK", 0))
         rollout_world_size = (
-            config.tensor_model_parallel_size * config.data_parallel_size * config.pipeline_model_parallel_size
+            config.tensor_model_parallel_size
+            * config.data_parallel_size
+            * config.pipeline_model_parallel_size
         )
         self.replica_rank = rank // rollout_world_size if replica_rank == -1 else replica_rank
         self._has_server = rank % rollout_world_size == 0
@@ -250,10 +263,28 @@ class HFServerAdapter(BaseRollout):
             await self._server_handle().update_weights.remote(named_tensors, global_steps)
 
 
+def _accept_hf_teacher_topk(validate):
+    """verl validates a teacher's top-k capability per engine name; like SGLang, the hf server takes the
+    number of prompt log-probs per request, so there is no engine cap to check."""
+
+    def wrapper(self, use_topk: bool, topk):
+        if self.inference.name != ROLLOUT_NAME:
+            return validate(self, use_topk, topk)
+        if use_topk and topk is None:
+            raise ValueError("topk must be specified when use_topk is True.")
+
+    wrapper.__mopd_hf__ = True
+    return wrapper
+
+
 def register_hf_rollout() -> None:
     """Make `actor_rollout_ref.rollout.name=hf` resolvable by verl's rollout and replica registries."""
+    from verl.workers.config.distillation import DistillationTeacherModelConfig
     from verl.workers.rollout.base import _ROLLOUT_REGISTRY
     from verl.workers.rollout.replica import RolloutReplicaRegistry
 
     _ROLLOUT_REGISTRY[(ROLLOUT_NAME, "async")] = f"{__name__}.HFServerAdapter"
     RolloutReplicaRegistry.register(ROLLOUT_NAME, lambda: HFReplica)
+    validate = DistillationTeacherModelConfig._validate_topk_logprobs
+    if not getattr(validate, "__mopd_hf__", False):
+        DistillationTeacherModelConfig._validate_topk_logprobs = _accept_hf_teacher_topk(validate)

@@ -51,7 +51,9 @@ def _tokenizer_corpus() -> list[str]:
         templates.truncation_marker,
         "system user assistant You are a helpful assistant.",
     ]
-    texts += [row["prompt"][-1]["content"] + " " + row["answer_text"] for row in tiny_task.make_rows(400, seed=1)]
+    texts += [
+        row["prompt"][-1]["content"] + " " + row["answer_text"] for row in tiny_task.make_rows(400, seed=1)
+    ]
     texts += list(tiny_task.FEEDBACK_TEXTS)
     return texts * 4
 

@@ -109,7 +109,9 @@ def pretrain(model_dir: Path, steps: int = PRETRAIN_STEPS, seed: int = 0) -> flo
     return float(loss.detach())
 
 
-def sampled_accuracy(model_dir: Path, num_prompts: int = 64, temperature: float = 1.0, seed: int = 0) -> float:
+def sampled_accuracy(
+    model_dir: Path, num_prompts: int = 64, temperature: float = 1.0, seed: int = 0
+) -> float:
     """Fraction of sampled answers that the verifier accepts, via the project's own HF engine."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
@@ -122,15 +124,20 @@ def sampled_accuracy(model_dir: Path, num_prompts: int = 64, temperature: float 
     rows = make_rows(num_prompts, seed=seed + 7, split="val")
     requests = [
         Request(
-            tokenizer.apply_chat_template(row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False),
+            tokenizer.apply_chat_template(
+                row["prompt"], add_generation_prompt=True, tokenize=True, return_dict=False
+            ),
             SamplingSpec(max_tokens=16, temperature=temperature),
         )
         for row in rows
     ]
     results = engine.run(requests)
     scores = [
-        compute_score(DATA_SOURCE, tokenizer.decode(r.token_ids, skip_special_tokens=True), row["reward_model"]["ground_truth"])
-        ["score"]
+        compute_score(
+            DATA_SOURCE,
+            tokenizer.decode(r.token_ids, skip_special_tokens=True),
+            row["reward_model"]["ground_truth"],
+        )["score"]
         for r, row in zip(results, rows)
     ]
     return sum(scores) / len(scores)
@@ -174,4 +181,9 @@ def prepare(root: str | Path, train_size: int = 256, val_size: int = 32) -> dict
         write_parquet(make_rows(train_size, seed=11, split="train"), train)
     if not val.exists():
         write_parquet(make_rows(val_size, seed=12, split="val"), val)
-    return {"model": str(model_dir), "train": str(train), "val": str(val), **json.loads(info_path.read_text())}
+    return {
+        "model": str(model_dir),
+        "train": str(train),
+        "val": str(val),
+        **json.loads(info_path.read_text()),
+    }

@@ -94,3 +94,30 @@ def test_frozen_teacher_from_verl_teacher_pool(assets, tmp_path):
     for step in steps:
         assert _finite(step["actor/distillation/loss"])
         assert step["mopd/teacher_prompt_tokens_vs_student"] > 1.0
+
+
+JSD = (
+    "distillation.distillation_loss.loss_mode=mopd_jsd",
+    "distillation.distillation_loss.use_policy_gradient=false",
+)
+
+
+@pytest.mark.slow
+def test_jsd_over_teacher_topk_with_contrastive_peers(assets, tmp_path):
+    steps = train(assets, tmp_path, *JSD)
+    for step in steps:
+        assert 0.0 < step["actor/mopd/jsd"] < math.log(2)  # JSD(0.5) is bounded by ln 2
+        assert 0.5 < step["actor/mopd/teacher_topk_mass"] <= 1.0
+        assert _finite(step["actor/grad_norm"])
+
+
+@pytest.mark.slow
+def test_jsd_vanishes_when_teacher_reads_the_student_prompt(assets, tmp_path):
+    # mode none: the teacher is the live student on the same context, so the top-k rows it returns,
+    # once moved into the student's layout, must describe the very distribution being trained.
+    steps = train(assets, tmp_path, *JSD, "mopd.mode=none")
+    for step in steps[:1]:
+        assert step["actor/mopd/jsd"] < 1e-3
+        assert step["actor/mopd/student_mass_on_teacher_topk"] == pytest.approx(
+            step["actor/mopd/teacher_topk_mass"], abs=1e-3
+        )

@@ -1,0 +1,332 @@
+"""Offline teacher-signal analysis (MOPD paper §5.3): does a teacher reading peers rank a group's rollouts
+the way the verifier does?
+
+    # 1. rollout groups from a model (or bring your own file, see `load_rollouts`)
+    python -m recipe.mopd.eval.analysis sample --model PATH --data FILE.parquet --n 8 --out rollouts.jsonl
+    # 2. score every rollout under every context variant with the teacher and tabulate
+    python -m recipe.mopd.eval.analysis --teacher PATH --rollouts rollouts.jsonl --out DIR
+
+Teacher score of rollout i = mean log-prob of its response tokens given [teacher context ; response]
+(`contexts` builds the context with the training code, chat template included; the released analysis
+used raw text). The comparison with the rewards is in `signal_table`. Writes DIR/metrics.csv,
+DIR/scores.csv (one row per rollout and variant), DIR/<metric>.png and DIR/teacher_signal.png.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from recipe.mopd.eval.contexts import VARIANTS, build_variant_contexts
+from recipe.mopd.eval.generation import to_plain
+from recipe.mopd.eval.signal_table import SAMPLE_SETS, ScoredGroup, signal_table
+from recipe.mopd.peers import GroupMember, PeerConfig
+from recipe.mopd.signal_metrics import METRICS
+
+
+@dataclass
+class Rollout:
+    uid: str
+    prompt: list[dict]
+    response: str
+    response_ids: list[int] | None
+    score: float
+
+
+def load_rollouts(path: str | Path) -> dict[str, list[Rollout]]:
+    """Groups by uid, in file order, from jsonl or parquet rows {uid, prompt (chat messages), response,
+    score, response_ids (optional; without them the response text is re-tokenized)}."""
+    path = Path(path)
+    if path.suffix == ".parquet":
+        import pandas as pd
+
+        records = [to_plain(r) for r in pd.read_parquet(path).to_dict("records")]
+    else:
+        records = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    groups: dict[str, list[Rollout]] = {}
+    for number, record in enumerate(records, 1):
+        missing = [key for key in ("uid", "prompt", "response", "score") if key not in record]
+        if missing:
+            raise ValueError(f"{path} record {number}: missing {missing}")
+        ids = record.get("response_ids")
+        groups.setdefault(str(record["uid"]), []).append(
+            Rollout(
+                uid=str(record["uid"]),
+                prompt=list(record["prompt"]),
+                response=str(record["response"]),
+                response_ids=[int(t) for t in ids] if ids is not None else None,
+                score=float(record["score"]),
+            )
+        )
+    return groups
+
+
+def teacher_scores(engine, sequences: list[tuple[list[int], list[int]]], batch_size: int) -> list[float]:
+    """Mean teacher log-prob of each response given its context, for (context ids, response ids) pairs.
+
+    Sorted by length so each right-padded batch wastes little compute on padding.
+    """
+    import torch
+
+    from recipe.mopd.alignment import response_logprobs_from_rows
+    from recipe.mopd.cpu.hf_engine import Request, SamplingSpec
+
+    spec = SamplingSpec(max_tokens=0, prompt_logprobs=0)
+    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
+    scores = [math.nan] * len(sequences)
+    for start in range(0, len(order), batch_size):
+        chunk = order[start : start + batch_size]
+        results = engine.score([Request(sequences[i][0] + sequences[i][1], spec) for i in chunk])
+        for i, result in zip(chunk, results):
+            context, response = sequences[i]
+            rows = torch.tensor(result.prompt_logprobs)
+            scores[i] = response_logprobs_from_rows(rows, len(context), len(response)).mean().item()
+    return scores
+
+
+def score_variants(
+    tokenizer,
+    engine,
+    groups: dict[str, list[Rollout]],
+    variants: list[str],
+    base: PeerConfig,
+    chat_template_kwargs: dict | None,
+    batch_size: int,
+) -> list[dict]:
+    """One record per (variant, rollout): uid, index, variant, reward, teacher_score, peers, effective."""
+    members = {}
+    for uid, rollouts in groups.items():
+        members[uid] = [
+            GroupMember(
+                response_text=r.response,
+                response_ids=r.response_ids
+                if r.response_ids is not None
+                else list(tokenizer.encode(r.response, add_special_tokens=False)),
+                score=r.score,
+            )
+            for r in rollouts
+        ]
+        empty = [i for i, m in enumerate(members[uid]) if not m.response_ids]
+        if empty:
+            raise ValueError(f"group {uid!r}: rollouts {empty} have no response tokens to score")
+    records, sequences = [], []
+    for variant in variants:
+        for uid, rollouts in groups.items():
+            contexts = build_variant_contexts(
+                tokenizer, rollouts[0].prompt, members[uid], variant, base, uid, chat_template_kwargs
+            )
+            for index, (ctx, member) in enumerate(zip(contexts, members[uid])):
+                records.append(
+                    {
+                        "variant": variant,
+                        "uid": uid,
+                        "index": index,
+                        "reward": member.score,
+                        "success_peers": ctx.num_success_peers,
+                        "failure_peers": ctx.num_failure_peers,
+                        "effective": ctx.effective,
+                        "context_tokens": len(ctx.prompt_ids),
+                    }
+                )
+                sequences.append((ctx.prompt_ids, member.response_ids))
+    for record, score in zip(records, teacher_scores(engine, sequences, batch_size)):
+        record["teacher_score"] = score
+    return records
+
+
+def scored_groups(records: list[dict]) -> dict[str, list[ScoredGroup]]:
+    """Effective rollouts per (variant, group), in the shape `signal_table` takes."""
+    by_variant: dict[str, dict[str, ScoredGroup]] = {}
+    for r in records:
+        group = by_variant.setdefault(r["variant"], {}).setdefault(r["uid"], ScoredGroup(r["uid"], [], []))
+        if r["effective"]:
+            group.teacher_scores.append(r["teacher_score"])
+            group.rewards.append(r["reward"])
+    return {variant: list(groups.values()) for variant, groups in by_variant.items()}
+
+
+def write_csv(path: Path, rows: list[dict]) -> None:
+    with open(path, "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def _bars(ax, table: list[dict], metric: str, variants: list[str]) -> None:
+    width = 0.8 / len(SAMPLE_SETS)
+    for offset, sample_set in enumerate(SAMPLE_SETS):
+        rows = {r["variant"]: r for r in table if r["metric"] == metric and r["sample_set"] == sample_set}
+        xs, means, errors = [], [], [[], []]
+        for x, variant in enumerate(variants):
+            row = rows.get(variant)
+            if row is None or row["mean"] is None:
+                continue
+            xs.append(x + (offset - (len(SAMPLE_SETS) - 1) / 2) * width)
+            means.append(row["mean"])
+            errors[0].append(row["mean"] - row["ci_low"])
+            errors[1].append(row["ci_high"] - row["mean"])
+        ax.bar(xs, means, width, yerr=errors, capsize=3, label=sample_set.replace("_", "-"))
+    chance = {"auroc": 0.5, "pairwise_accuracy": 0.5}.get(metric, 0.0)
+    ax.axhline(chance, color="grey", linewidth=0.8, linestyle="--")
+    ax.set_xticks(range(len(variants)), variants)
+    ax.set_title(metric)
+    ax.grid(axis="y", alpha=0.3)
+
+
+def plot_table(table: list[dict], variants: list[str], out_dir: Path, title: str) -> list[Path]:
+    """<metric>.png for each metric, and teacher_signal.png with all four panels."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    paths = []
+    for metric in METRICS:
+        fig, ax = plt.subplots(figsize=(6, 3.5))
+        _bars(ax, table, metric, variants)
+        ax.legend(fontsize=8)
+        fig.suptitle(title, fontsize=9)
+        fig.tight_layout()
+        paths.append(out_dir / f"{metric}.png")
+        fig.savefig(paths[-1], dpi=90)
+        plt.close(fig)
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6))
+    for ax, metric in zip(axes.flat, METRICS):
+        _bars(ax, table, metric, variants)
+    axes.flat[0].legend(fontsize=8)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    paths.append(out_dir / "teacher_signal.png")
+    fig.savefig(paths[-1], dpi=80)
+    plt.close(fig)
+    return paths
+
+
+def analyze(args: argparse.Namespace) -> list[dict]:
+    from recipe.mopd.eval.generation import hf_engine, load_hf
+
+    groups = load_rollouts(args.rollouts)
+    tokenizer, model = load_hf(args.teacher)
+    engine = hf_engine(tokenizer, model, seed=args.seed)
+    base = PeerConfig(
+        selection=args.selection,
+        success_threshold=args.success_threshold,
+        max_peer_tokens=args.max_peer_tokens,
+        max_prompt_tokens=args.max_prompt_tokens,
+        strip_thinking=args.strip_thinking,
+        seed=args.seed,
+    )
+    records = score_variants(
+        tokenizer, engine, groups, args.variants, base, args.chat_template_kwargs, args.batch_size
+    )
+    table = signal_table(scored_groups(records), args.success_threshold, args.num_resamples, args.bootstrap_seed)
+    args.out.mkdir(parents=True, exist_ok=True)
+    write_csv(args.out / "scores.csv", records)
+    write_csv(args.out / "metrics.csv", table)
+    title = f"teacher {Path(args.teacher).name} on {len(groups)} groups of {Path(args.rollouts).name} (95% CI)"
+    plot_table(table, args.variants, args.out, title)
+    return table
+
+
+def sample(args: argparse.Namespace) -> int:
+    """Write rollout groups of `--model` on `--data` with their verifier scores, as `analyze` reads them."""
+    from transformers import AutoTokenizer
+
+    from recipe.mopd.eval.generation import SamplingConfig, chat_prompt_ids, generate_hf, load_problems, verify
+
+    problems = load_problems([args.data], args.limit)
+    tokenizer = AutoTokenizer.from_pretrained(args.model)
+    prompts = [chat_prompt_ids(tokenizer, p.prompt, args.chat_template_kwargs) for p in problems]
+    sampling = SamplingConfig(
+        k=args.n,
+        temperature=args.temperature,
+        top_p=args.top_p,
+        max_new_tokens=args.max_new_tokens,
+        seed=args.seed,
+    )
+    samples = generate_hf(args.model, prompts, sampling, args.batch_size)
+    results = verify(problems, samples)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    with open(args.out, "w") as f:
+        for problem, group, scored in zip(problems, samples, results):
+            for s, result in zip(group, scored):
+                record = {
+                    "uid": f"{problem.data_source}#{problem.row}",
+                    "data_source": problem.data_source,
+                    "prompt": problem.prompt,
+                    "response": s.text,
+                    "response_ids": s.token_ids,
+                    "score": float(result["score"]),
+                }
+                f.write(json.dumps(record) + "\n")
+    return len(problems) * args.n
+
+
+def _json_object(text: str) -> dict:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
+def _analyze_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m recipe.mopd.eval.analysis",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--teacher", required=True, help="teacher model (HF directory or hub id)")
+    parser.add_argument("--rollouts", required=True, type=Path, help="jsonl or parquet rollout groups")
+    parser.add_argument("--out", required=True, type=Path)
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
+    parser.add_argument("--selection", choices=("random", "first", "shortest"), default="random")
+    parser.add_argument("--success-threshold", type=float, default=1.0)
+    parser.add_argument("--max-peer-tokens", type=int, default=2048)
+    parser.add_argument("--max-prompt-tokens", type=int, default=10240)
+    parser.add_argument("--strip-thinking", action="store_true")
+    parser.add_argument("--chat-template-kwargs", type=_json_object, default={})
+    parser.add_argument("--batch-size", type=int, default=16, help="sequences per teacher forward")
+    parser.add_argument("--seed", type=int, default=0, help="peer selection seed")
+    parser.add_argument("--num-resamples", type=int, default=2000)
+    parser.add_argument("--bootstrap-seed", type=int, default=12345)
+    return parser
+
+
+def _sample_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m recipe.mopd.eval.analysis sample", description=sample.__doc__)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--data", required=True, type=Path, help="verl parquet")
+    parser.add_argument("--out", required=True, type=Path, help="rollouts .jsonl")
+    parser.add_argument("--n", type=int, default=8, help="rollouts per prompt")
+    # Training rollouts are sampled at temperature 1 without nucleus filtering.
+    parser.add_argument("--temperature", type=float, default=1.0)
+    parser.add_argument("--top-p", type=float, default=1.0)
+    parser.add_argument("--max-new-tokens", type=int, default=4096)
+    parser.add_argument("--limit", type=int, default=None, help="first N prompts only")
+    parser.add_argument("--chat-template-kwargs", type=_json_object, default={})
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--seed", type=int, default=0)
+    return parser
+
+
+def main(argv: list[str] | None = None):
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["sample"]:
+        args = _sample_parser().parse_args(argv[1:])
+        print(f"wrote {sample(args)} rollouts to {args.out}")
+        return args.out
+    table = analyze(_analyze_parser().parse_args(argv))
+    both = [r for r in table if r["sample_set"] == "both_present"]
+    for row in both:
+        mean = "-" if row["mean"] is None else f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        print(f"{row['variant']:>6} {row['metric']:>17}: {mean} ({row['num_groups']} groups)")
+    return table
+
+
+if __name__ == "__main__":
+    main()
