@@ -17,15 +17,15 @@ import copy
 import logging
 import os
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import ray
 import torch
 from omegaconf import DictConfig, open_dict
+from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
 from recipe.mopd.settings import MOPDSettings
 from recipe.mopd.teacher import TeacherScorer, score_group
-from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -36,7 +36,7 @@ class _Group:
     size: int
     arrived: dict[int, tuple[Any, dict]] = field(default_factory=dict)
     done: asyncio.Event = field(default_factory=asyncio.Event)
-    error: Optional[BaseException] = None
+    error: BaseException | None = None
 
 
 def _without_verl_distillation(config: DictConfig) -> DictConfig:

@@ -9,7 +9,8 @@ to the verifier reward (AUROC, Spearman, Kendall tau, pairwise accuracy), averag
 from __future__ import annotations
 
 from collections import defaultdict
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 

@@ -22,13 +22,12 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-
-from recipe.mopd.jsd import topk_tail_jsd
-
 from verl.trainer.distillation.losses import DistillationLossSettings, register_distillation_loss
 from verl.trainer.ppo.core_algos import kl_penalty
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
+
+from recipe.mopd.jsd import topk_tail_jsd
 
 MASK_FIELD = "mopd_distill_mask"
 JSD_LOSS = "mopd_jsd"

@@ -12,5 +12,6 @@ register_hf_rollout()
 if cpu_platform_requested():
     activate()
 
-import recipe.mopd.losses  # noqa: E402,F401  (registers the mopd_* distillation losses)
-import recipe.mopd.trainer  # noqa: E402,F401  (registers the mopd_sync trainer mode)
+# Imported for their registrations: the mopd_* distillation losses and the mopd_sync trainer mode.
+import recipe.mopd.losses  # noqa: E402, F401
+import recipe.mopd.trainer  # noqa: E402, F401

@@ -22,7 +22,7 @@ class MOPDSettings:
             raise ValueError(f"mopd teacher top-k must be >= 0, got {self.topk}")
 
     @classmethod
-    def from_config(cls, config) -> "MOPDSettings":
+    def from_config(cls, config) -> MOPDSettings:
         section = config.mopd
         templates = PeerTemplates(**dict(section.get("templates") or {}))
         peers = PeerConfig(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 from uuid import uuid4
 
 import torch
@@ -26,7 +26,7 @@ class TeacherScorer:
         self.topk = topk
 
     @staticmethod
-    def create(settings: MOPDSettings, config, llm_client, teacher_client) -> "TeacherScorer":
+    def create(settings: MOPDSettings, config, llm_client, teacher_client) -> TeacherScorer:
         if settings.teacher == "live":
             return LiveTeacherScorer(settings.topk, llm_client)
         if not teacher_client:
@@ -82,7 +82,7 @@ class ScoredRollout:
     diagnostics: dict[str, Any]
 
 
-def _student_response_logprobs(output) -> Optional[torch.Tensor]:
+def _student_response_logprobs(output) -> torch.Tensor | None:
     if output.response_logprobs is None:
         return None
     return torch.tensor(output.response_logprobs, dtype=torch.float32)

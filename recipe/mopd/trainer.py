@@ -10,11 +10,11 @@ from __future__ import annotations
 import numpy as np
 import transfer_queue as tq
 from omegaconf import open_dict
-
-from recipe.mopd.diagnostics import mopd_step_metrics
-from verl.utils.config import omega_conf_to_dataclass
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils.config import omega_conf_to_dataclass
+
+from recipe.mopd.diagnostics import mopd_step_metrics
 
 TRAINER_MODE = "mopd_sync"
 

@@ -13,7 +13,6 @@ No verl import: the engine is unit-tested against a direct forward pass.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
 
 import torch
 
@@ -24,7 +23,7 @@ class SamplingSpec:
     temperature: float = 1.0
     top_p: float = 1.0
     top_k: int = -1
-    prompt_logprobs: Optional[int] = None
+    prompt_logprobs: int | None = None
     return_logprobs: bool = False
 
     def sampling_key(self) -> tuple:
@@ -40,9 +39,9 @@ class Request:
 @dataclass
 class Result:
     token_ids: list[int] = field(default_factory=list)
-    log_probs: Optional[list[float]] = None
-    prompt_ids: Optional[list[list[int]]] = None
-    prompt_logprobs: Optional[list[list[float]]] = None
+    log_probs: list[float] | None = None
+    prompt_ids: list[list[int]] | None = None
+    prompt_logprobs: list[list[float]] | None = None
     stop_reason: str = "completed"
 
 
@@ -77,7 +76,7 @@ class HFEngine:
 
     @torch.no_grad()
     def run(self, requests: list[Request]) -> list[Result]:
-        results: list[Optional[Result]] = [None] * len(requests)
+        results: list[Result | None] = [None] * len(requests)
         scoring = [i for i, r in enumerate(requests) if r.spec.prompt_logprobs is not None]
         if scoring:
             for i, result in zip(scoring, self.score([requests[i] for i in scoring])):

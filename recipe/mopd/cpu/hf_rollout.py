@@ -14,14 +14,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from typing import Any, Generator, Optional
+from collections.abc import Generator
+from typing import Any
 
 import ray
 import torch
-
-from recipe.mopd.cpu.hf_engine import HFEngine, Request, SamplingSpec
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+
+from recipe.mopd.cpu.hf_engine import HFEngine, Request, SamplingSpec
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +40,6 @@ def _server_actor_name(replica_rank: int, node_rank: int, role: str = "", suffix
 class HFRolloutServer:
     def __init__(self, config, model_config, replica_rank: int):
         from transformers import AutoModelForCausalLM
-
         from verl.utils.config import omega_conf_to_dataclass
         from verl.workers.config import HFModelConfig
 
@@ -67,9 +67,9 @@ class HFRolloutServer:
             model, eos_token_ids=eos_ids, pad_token_id=pad, seed=config.seed + replica_rank
         )
         self.max_model_len = config.max_model_len or (config.prompt_length + config.response_length)
-        self.global_steps: Optional[int] = None
+        self.global_steps: int | None = None
         self._pending: list[tuple[Request, asyncio.Future]] = []
-        self._batch_task: Optional[asyncio.Task] = None
+        self._batch_task: asyncio.Task | None = None
         self._engine_lock = asyncio.Lock()
         self.num_batches = 0
         self.num_requests = 0
@@ -103,8 +103,8 @@ class HFRolloutServer:
         prompt_ids: list[int],
         sampling_params: dict[str, Any],
         request_id: str,
-        image_data: Optional[list[Any]] = None,
-        video_data: Optional[list[Any]] = None,
+        image_data: list[Any] | None = None,
+        video_data: list[Any] | None = None,
         **kwargs: Any,
     ) -> TokenOutput:
         if image_data or video_data:
@@ -145,7 +145,7 @@ class HFRolloutServer:
                         future.set_exception(error)
 
     async def update_weights(
-        self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None
+        self, named_tensors: dict[str, torch.Tensor], global_steps: int | None = None
     ):
         async with self._engine_lock:
             self.engine.load_weights(named_tensors)
@@ -158,7 +158,7 @@ class HFRolloutServer:
     async def set_global_steps(self, global_steps: int):
         self.global_steps = global_steps
 
-    async def wake_up(self, tags: Optional[list[str]] = None):
+    async def wake_up(self, tags: list[str] | None = None):
         return None
 
     async def sleep(self):
@@ -246,7 +246,7 @@ class HFServerAdapter(BaseRollout):
     async def update_weights(
         self,
         weights: Generator[tuple[str, torch.Tensor], None, None],
-        global_steps: Optional[int] = None,
+        global_steps: int | None = None,
         wire_format: str = "named_tensors",
         **kwargs,
     ):

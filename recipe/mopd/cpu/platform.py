@@ -13,10 +13,9 @@ import logging
 import os
 import types
 from contextlib import contextmanager
-from typing import Any, Optional
+from typing import Any
 
 import torch
-
 from verl.plugin.platform.platform_base import PlatformBase
 from verl.plugin.platform.platform_manager import PlatformRegistry
 
@@ -68,7 +67,7 @@ def _build_cpu_device_module() -> types.ModuleType:
 class PlatformCPU(PlatformBase):
     """CPU platform. Ray placement still uses logical "GPU" slots so verl's resource pools keep working."""
 
-    _device_module: Optional[types.ModuleType] = None
+    _device_module: types.ModuleType | None = None
 
     @property
     def device_name(self) -> str:
@@ -101,7 +100,7 @@ class PlatformCPU(PlatformBase):
     def set_device(self, device_index: int) -> None:
         return None
 
-    def synchronize(self, device_index: Optional[int] = None) -> None:
+    def synchronize(self, device_index: int | None = None) -> None:
         return None
 
     def manual_seed(self, seed: int) -> None:
@@ -116,7 +115,7 @@ class PlatformCPU(PlatformBase):
     def empty_cache(self) -> None:
         return None
 
-    def get_device_capability(self, device_index: int = 0) -> tuple[Optional[int], Optional[int]]:
+    def get_device_capability(self, device_index: int = 0) -> tuple[int | None, int | None]:
         return None, None
 
     def communication_backend_name(self) -> str:

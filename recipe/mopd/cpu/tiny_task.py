@@ -12,11 +12,11 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 import tempfile
-import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any
 
 DATA_SOURCE = "math/tiny_add"
 MAX_OPERAND = 29
@@ -45,7 +45,7 @@ def make_rows(count: int, seed: int, split: str = "train") -> list[dict[str, Any
 
 
 def compute_score(
-    data_source: str, solution_str: str, ground_truth: str, extra_info: Optional[dict] = None, **kwargs
+    data_source: str, solution_str: str, ground_truth: str, extra_info: dict | None = None, **kwargs
 ) -> dict[str, Any]:
     """Rule verifier of the bundled task (same result keys as `verifiers.verl_reward.compute_score`)."""
     matches = _BOXED.findall(solution_str or "")

@@ -5,9 +5,9 @@ import math
 
 import pytest
 import torch
-
-import recipe.mopd.losses as losses
 import verl.trainer.distillation.fsdp.losses as fsdp_losses
+
+from recipe.mopd import losses
 from recipe.mopd.jsd import generalized_jsd
 
 
@@ -37,7 +37,7 @@ def _independent_topk_tail_jsd(student_logits, teacher_full_logprobs, k, alpha):
     p = torch.cat([p, 1 - p.sum(-1, keepdim=True)], -1)
     q = torch.cat([q, 1 - q.sum(-1, keepdim=True)], -1)
     m = (1 - alpha) * p + alpha * q
-    kl = lambda a, b: (a * (a.log() - b.log())).sum(-1)  # noqa: E731
+    kl = lambda a, b: (a * (a.log() - b.log())).sum(-1)
     return alpha * kl(q, m) + (1 - alpha) * kl(p, m), ids
 
 
