@@ -26,6 +26,7 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
 
     teacher_tokens = np.array([d["teacher_prompt_tokens"] for d in diagnostics], dtype=float)
     student_tokens = np.array([d["student_prompt_tokens"] for d in diagnostics], dtype=float)
+    all_peers_tokens = np.array([d["all_peers_prompt_tokens"] for d in diagnostics], dtype=float)
     metrics = {
         "mopd/with_success_peer_frac": fraction(lambda d: d["success_peers"] > 0),
         "mopd/with_failure_peer_frac": fraction(lambda d: d["failure_peers"] > 0),
@@ -35,6 +36,7 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
         "mopd/teacher_prompt_tokens/mean": float(teacher_tokens.mean()),
         "mopd/teacher_prompt_tokens/max": float(teacher_tokens.max()),
         "mopd/teacher_prompt_tokens_vs_student": float(teacher_tokens.sum() / max(student_tokens.sum(), 1.0)),
+        "mopd/teacher_prompt_tokens_vs_all_peers": float(teacher_tokens.sum() / max(all_peers_tokens.sum(), 1.0)),
         "mopd/signal/mean": float(np.mean([d["signal"] for d in diagnostics])),
     }
     groups: dict[str, list[dict]] = defaultdict(list)

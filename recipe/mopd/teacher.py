@@ -119,8 +119,9 @@ async def score_group(
     rows = await asyncio.gather(
         *[scorer.logprobs(ctx.prompt_ids + list(out.response_ids)) for ctx, out in zip(contexts, outputs)]
     )
+    response_tokens = [len(out.response_ids) for out in outputs]
     scored = []
-    for ctx, out, member, (ids, values) in zip(contexts, outputs, group, rows):
+    for i, (ctx, out, member, (ids, values)) in enumerate(zip(contexts, outputs, group, rows)):
         prompt_len, response_len = len(out.prompt_ids), len(out.response_ids)
         aligned_values, aligned_ids = teacher_rows_to_student_layout(
             values, ids, ctx.num_tokens, prompt_len, response_len
@@ -147,6 +148,8 @@ async def score_group(
                     "truncated": bool(ctx.truncated),
                     "teacher_prompt_tokens": ctx.num_tokens,
                     "student_prompt_tokens": prompt_len,
+                    # A context that pastes every other rollout of the group (no selection, no budget).
+                    "all_peers_prompt_tokens": prompt_len + sum(response_tokens) - response_tokens[i],
                     "signal": float(signal),
                 },
             )
