@@ -53,6 +53,9 @@ def _build_cpu_device_module() -> types.ModuleType:
     module.mem_get_info = lambda *_a, **_k: (0, 0)
     module.get_device_name = lambda *_a, **_k: "cpu"
     module.get_device_properties = lambda *_a, **_k: types.SimpleNamespace(name="cpu", total_memory=0)
+    # verl restores the accelerator RNG from the checkpoint key named after the device, here "cpu".
+    module.get_rng_state = torch.get_rng_state
+    module.set_rng_state = torch.set_rng_state
     module.manual_seed = torch.manual_seed
     module.manual_seed_all = torch.manual_seed
     module.set_device = lambda *_a, **_k: None

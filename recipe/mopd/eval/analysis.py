@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recipe.mopd.eval.contexts import VARIANTS, build_variant_contexts
-from recipe.mopd.eval.generation import to_plain
+from recipe.mopd.eval.generation import json_object, to_plain
 from recipe.mopd.eval.signal_table import SAMPLE_SETS, ScoredGroup, signal_table
 from recipe.mopd.peers import GroupMember, PeerConfig
 from recipe.mopd.signal_metrics import METRICS
@@ -224,11 +224,15 @@ def analyze(args: argparse.Namespace) -> list[dict]:
     records = score_variants(
         tokenizer, engine, groups, args.variants, base, args.chat_template_kwargs, args.batch_size
     )
-    table = signal_table(scored_groups(records), args.success_threshold, args.num_resamples, args.bootstrap_seed)
+    table = signal_table(
+        scored_groups(records), args.success_threshold, args.num_resamples, args.bootstrap_seed
+    )
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "scores.csv", records)
     write_csv(args.out / "metrics.csv", table)
-    title = f"teacher {Path(args.teacher).name} on {len(groups)} groups of {Path(args.rollouts).name} (95% CI)"
+    title = (
+        f"teacher {Path(args.teacher).name} on {len(groups)} groups of {Path(args.rollouts).name} (95% CI)"
+    )
     plot_table(table, args.variants, args.out, title)
     return table
 
@@ -237,7 +241,13 @@ def sample(args: argparse.Namespace) -> int:
     """Write rollout groups of `--model` on `--data` with their verifier scores, as `analyze` reads them."""
     from transformers import AutoTokenizer
 
-    from recipe.mopd.eval.generation import SamplingConfig, chat_prompt_ids, generate_hf, load_problems, verify
+    from recipe.mopd.eval.generation import (
+        SamplingConfig,
+        chat_prompt_ids,
+        generate_hf,
+        load_problems,
+        verify,
+    )
 
     problems = load_problems([args.data], args.limit)
     tokenizer = AutoTokenizer.from_pretrained(args.model)
@@ -267,13 +277,6 @@ def sample(args: argparse.Namespace) -> int:
     return len(problems) * args.n
 
 
-def _json_object(text: str) -> dict:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
 def _analyze_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m recipe.mopd.eval.analysis",
@@ -289,7 +292,7 @@ def _analyze_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-peer-tokens", type=int, default=2048)
     parser.add_argument("--max-prompt-tokens", type=int, default=10240)
     parser.add_argument("--strip-thinking", action="store_true")
-    parser.add_argument("--chat-template-kwargs", type=_json_object, default={})
+    parser.add_argument("--chat-template-kwargs", type=json_object, default={})
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per teacher forward")
     parser.add_argument("--seed", type=int, default=0, help="peer selection seed")
     parser.add_argument("--num-resamples", type=int, default=2000)
@@ -298,7 +301,9 @@ def _analyze_parser() -> argparse.ArgumentParser:
 
 
 def _sample_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m recipe.mopd.eval.analysis sample", description=sample.__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m recipe.mopd.eval.analysis sample", description=sample.__doc__
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True, type=Path, help="verl parquet")
     parser.add_argument("--out", required=True, type=Path, help="rollouts .jsonl")
@@ -308,7 +313,7 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--top-p", type=float, default=1.0)
     parser.add_argument("--max-new-tokens", type=int, default=4096)
     parser.add_argument("--limit", type=int, default=None, help="first N prompts only")
-    parser.add_argument("--chat-template-kwargs", type=_json_object, default={})
+    parser.add_argument("--chat-template-kwargs", type=json_object, default={})
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--seed", type=int, default=0)
     return parser
@@ -323,7 +328,9 @@ def main(argv: list[str] | None = None):
     table = analyze(_analyze_parser().parse_args(argv))
     both = [r for r in table if r["sample_set"] == "both_present"]
     for row in both:
-        mean = "-" if row["mean"] is None else f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        mean = (
+            "-" if row["mean"] is None else f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
+        )
         print(f"{row['variant']:>6} {row['metric']:>17}: {mean} ({row['num_groups']} groups)")
     return table
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import random
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from recipe.mopd.peers import GroupMember, PeerConfig, build_group_contexts, build_teacher_context
 

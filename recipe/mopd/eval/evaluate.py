@@ -1,7 +1,7 @@
 """Mean@k and pass@k of a model on verl parquet, per data_source, scored by the project's verifiers.
 
-    python -m recipe.mopd.eval.evaluate --model PATH --data FILE.parquet [FILE2 ...] --out DIR \
-        [--k 8] [--temperature 0.6] [--top-p 0.95] [--max-new-tokens 4096] [--backend hf|vllm] \
+    python -m recipe.mopd.eval.evaluate --model PATH --data FILE.parquet [FILE2 ...] --out DIR
+        [--k 8] [--temperature 0.6] [--top-p 0.95] [--max-new-tokens 4096] [--backend hf|vllm]
         [--chat-template-kwargs '{"enable_thinking": false}']
 
 Writes DIR/report.json (config, per-source and overall summary, per-problem counts), DIR/report.csv
@@ -23,6 +23,7 @@ from recipe.mopd.eval.generation import (
     chat_prompt_ids,
     generate_hf,
     generate_vllm,
+    json_object,
     load_problems,
     verify,
 )
@@ -98,9 +99,8 @@ def evaluate(args: argparse.Namespace) -> dict:
     counts = []
     with open(out_dir / "samples.jsonl", "w") as f:
         for problem, group, scored in zip(problems, samples, results):
-            counts.append(
-                ProblemCounts(problem.row, problem.data_source, len(group), sum(bool(r["acc"]) for r in scored))
-            )
+            correct = sum(bool(r["acc"]) for r in scored)
+            counts.append(ProblemCounts(problem.row, problem.data_source, len(group), correct))
             for index, (sample, result) in enumerate(zip(group, scored)):
                 record = {"row": problem.row, "sample": index, "response": sample.text, **result}
                 f.write(json.dumps(record, default=str) + "\n")
@@ -114,15 +114,12 @@ def evaluate(args: argparse.Namespace) -> dict:
     return write_report(out_dir, config, counts, args.k)
 
 
-def _json_object(text: str) -> dict:
-    value = json.loads(text)
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
-    return value
-
-
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m recipe.mopd.eval.evaluate",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--model", required=True)
     parser.add_argument("--data", required=True, nargs="+", help="verl parquet file(s)")
     parser.add_argument("--out", required=True, type=Path)
@@ -131,7 +128,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top-p", type=float, default=0.95)
     parser.add_argument("--max-new-tokens", type=int, default=4096)
     parser.add_argument("--backend", choices=("hf", "vllm"), default="hf")
-    parser.add_argument("--chat-template-kwargs", type=_json_object, default={})
+    parser.add_argument("--chat-template-kwargs", type=json_object, default={})
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--limit", type=int, default=None, help="first N problems only")
     parser.add_argument("--batch-size", type=int, default=64, help="hf: sequences per generation batch")
@@ -147,8 +144,10 @@ def main(argv: list[str] | None = None) -> dict:
     report = evaluate(parse_args(argv))
     k = report["config"]["k"]
     for source, entry in report["summary"].items():
-        print(f"{source}: problems={entry['num_problems']} mean@{k}={entry[f'mean@{k}']:.4f} "
-              f"pass@{k}={entry[f'pass@{k}']:.4f}")
+        print(
+            f"{source}: problems={entry['num_problems']} mean@{k}={entry[f'mean@{k}']:.4f} "
+            f"pass@{k}={entry[f'pass@{k}']:.4f}"
+        )
     return report
 
 

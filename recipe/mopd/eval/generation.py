@@ -6,6 +6,8 @@ run and a GPU run of the same model see identical prompts.
 
 from __future__ import annotations
 
+import argparse
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,14 @@ def chat_prompt_ids(tokenizer, messages: list[dict], chat_template_kwargs: dict 
     return [int(t) for t in ids]
 
 
+def json_object(text: str) -> dict:
+    """argparse type of --chat-template-kwargs: keyword arguments for the chat template."""
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"expected a JSON object, got {text!r}")
+    return value
+
+
 def load_hf(model_path: str | Path):
     """(tokenizer, fp32 model) on CPU, the layout HFEngine serves."""
     import torch
@@ -117,7 +127,9 @@ def generate_hf(
     flat: list[Sample] = []
     for start in range(0, len(requests), batch_size):
         for result in engine.run(requests[start : start + batch_size]):
-            flat.append(Sample(tokenizer.decode(result.token_ids, skip_special_tokens=True), result.token_ids))
+            flat.append(
+                Sample(tokenizer.decode(result.token_ids, skip_special_tokens=True), result.token_ids)
+            )
     return [flat[i * sampling.k : (i + 1) * sampling.k] for i in range(len(prompts))]
 
 
@@ -141,7 +153,9 @@ def generate_vllm(
     return [[Sample(o.text, list(o.token_ids)) for o in out.outputs] for out in outputs]
 
 
-def verify(problems: list[Problem], samples: list[list[Sample]], workers: int | None = None) -> list[list[dict]]:
+def verify(
+    problems: list[Problem], samples: list[list[Sample]], workers: int | None = None
+) -> list[list[dict]]:
     """The project's verifier result dict for every sample, grouped as `samples` is."""
     from verifiers.batch import verify_batch
 

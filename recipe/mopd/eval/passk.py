@@ -5,10 +5,20 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 
+def _check_int(name: str, value) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name} must be an int, got {value!r}")
+
+
+def _check_k(k: int) -> None:
+    _check_int("k", k)
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+
+
 def _check_counts(n: int, c: int) -> None:
-    for name, value in (("n", n), ("c", c)):
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{name} must be an int, got {value!r}")
+    _check_int("n", n)
+    _check_int("c", c)
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0 <= c <= n:
@@ -22,8 +32,7 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     floats for realistic n (C(1000, 500) has 300 digits) while the product stays in [0, 1].
     """
     _check_counts(n, c)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    _check_k(k)
     if n < k:
         raise ValueError(f"pass@{k} needs at least k samples per problem, got n={n}")
     if n - c < k:
@@ -34,30 +43,31 @@ def pass_at_k(n: int, c: int, k: int) -> float:
     return 1.0 - product
 
 
-def mean_at_k(num_samples: Sequence[int], num_correct: Sequence[int]) -> float:
-    """Average over problems of c/n: the per-problem accuracy of the sampled answers (= pass@1)."""
+def _problems(num_samples: Sequence[int], num_correct: Sequence[int]) -> list[tuple[int, int]]:
     if len(num_samples) != len(num_correct):
         raise ValueError(f"{len(num_samples)} sample counts but {len(num_correct)} correct counts")
     if not num_samples:
         raise ValueError("no problems")
     for n, c in zip(num_samples, num_correct):
         _check_counts(n, c)
-    return sum(c / n for n, c in zip(num_samples, num_correct)) / len(num_samples)
+    return list(zip(num_samples, num_correct))
+
+
+def mean_at_k(num_samples: Sequence[int], num_correct: Sequence[int]) -> float:
+    """Average over problems of c/n: the per-problem accuracy of the sampled answers (= pass@1)."""
+    problems = _problems(num_samples, num_correct)
+    return sum(c / n for n, c in problems) / len(problems)
 
 
 def mean_pass_at_k(num_samples: Sequence[int], num_correct: Sequence[int], k: int) -> float:
     """pass@k averaged over problems."""
-    if len(num_samples) != len(num_correct):
-        raise ValueError(f"{len(num_samples)} sample counts but {len(num_correct)} correct counts")
-    if not num_samples:
-        raise ValueError("no problems")
-    return sum(pass_at_k(n, c, k) for n, c in zip(num_samples, num_correct)) / len(num_samples)
+    problems = _problems(num_samples, num_correct)
+    return sum(pass_at_k(n, c, k) for n, c in problems) / len(problems)
 
 
 def report_ks(k: int) -> list[int]:
     """The k values worth reporting from k samples: powers of two below k, then k itself."""
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ValueError(f"k must be a positive int, got {k!r}")
+    _check_k(k)
     ks = []
     power = 1
     while power < k:

@@ -12,8 +12,8 @@ Sample sets (mopd-method note §9):
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from recipe.mopd.signal_metrics import METRICS, auroc, bootstrap_ci, kendall_tau, pairwise_accuracy, spearman
 
@@ -29,7 +29,9 @@ class ScoredGroup:
     rewards: list[float]
 
 
-def group_metrics(teacher_scores: Sequence[float], rewards: Sequence[float], success_threshold: float) -> dict:
+def group_metrics(
+    teacher_scores: Sequence[float], rewards: Sequence[float], success_threshold: float
+) -> dict:
     labels = [r >= success_threshold for r in rewards]
     return {
         "auroc": auroc(teacher_scores, labels),
