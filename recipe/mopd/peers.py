@@ -340,7 +340,9 @@ def _build(
     if cfg.mode == "none":
         return plain_context(masked=False)
     feedback = group[i].feedback or ""
-    used_feedback = not selection.successes and cfg.use_feedback and bool(feedback.strip())
+    # The feedback section speaks of "your unsuccessful earlier attempt": only a failed rollout gets it.
+    own_failure = not is_success(group[i].score, cfg)
+    used_feedback = own_failure and not selection.successes and cfg.use_feedback and bool(feedback.strip())
     if not selection.successes and not selection.failures and not used_feedback:
         return plain_context(masked=True)
 

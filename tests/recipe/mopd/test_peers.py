@@ -672,7 +672,8 @@ def test_context_properties(chatml_tokenizer, group, cfg, question, uid, thinkin
     assert content.startswith(question)
     assert question in decode(tok, ctx.prompt_ids)
     assert (ctx.num_success_peers, ctx.num_failure_peers) == (len(sel.successes), len(sel.failures))
-    has_feedback = bool(group[i].feedback.strip()) and cfg.use_feedback and not sel.successes
+    failed = group[i].score < cfg.success_threshold
+    has_feedback = failed and bool(group[i].feedback.strip()) and cfg.use_feedback and not sel.successes
     assert ctx.used_feedback == (has_feedback and cfg.mode != "none")
     attached = bool(sel.successes or sel.failures or ctx.used_feedback)
     assert ctx.masked == (cfg.mode != "none" and not attached)
@@ -680,3 +681,15 @@ def test_context_properties(chatml_tokenizer, group, cfg, question, uid, thinkin
         assert content.endswith(cfg.templates.closing)
     else:
         assert ctx.messages == prompt and not ctx.truncated
+
+
+def test_successful_rollout_never_gets_the_unsuccessful_attempt_feedback(chatml_tokenizer):
+    cfg = PeerConfig(mode="positive", num_success=1)
+    group = [
+        GroupMember(response_text="right", response_ids=[1], score=1.0, feedback="Correct."),
+        GroupMember(response_text="wrong", response_ids=[2], score=0.0, feedback="Wrong answer."),
+    ]
+    lone_success = build_teacher_context(chatml_tokenizer, [{"role": "user", "content": "Q?"}], group, 0, cfg, "u")
+    assert not lone_success.used_feedback and lone_success.masked
+    failed = build_teacher_context(chatml_tokenizer, [{"role": "user", "content": "Q?"}], group, 1, cfg, "u")
+    assert failed.num_success_peers == 1 and not failed.used_feedback
