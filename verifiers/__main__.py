@@ -1,0 +1,3 @@
+from verifiers.cli import main
+
+raise SystemExit(main())
