@@ -29,7 +29,7 @@ def train(assets, tmp_path: Path, *overrides: str) -> list[dict]:
     )
     completed = subprocess.run(command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=900)
     assert completed.returncode == 0, completed.stdout[-3000:] + completed.stderr[-6000:]
-    steps = read_metrics(metrics)
+    steps = [s for s in read_metrics(metrics) if any(key.startswith("mopd/") for key in s)]
     assert [s["step"] for s in steps] == [1, 2]
     return steps
 
@@ -40,7 +40,10 @@ def _finite(value) -> bool:
 
 @pytest.mark.slow
 def test_contrastive_live_teacher_trains_and_reports_teacher_signal(assets, tmp_path):
-    steps = train(assets, tmp_path)
+    steps = train(assets, tmp_path, "trainer.val_before_train=true")
+    # validation rollouts went through the same worker but were never teacher-scored
+    validation = [s for s in read_metrics(tmp_path / "metrics.jsonl") if any(k.startswith("val-core/") for k in s)]
+    assert validation and not any(k.startswith("mopd/") for k in validation[0])
     for step in steps:
         assert _finite(step["actor/distillation/loss"])
         assert 0.0 <= step["mopd/masked_frac"] <= 1.0

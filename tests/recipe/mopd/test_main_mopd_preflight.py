@@ -135,3 +135,27 @@ def test_verl_validation_still_catches_a_bad_cpu_batch_geometry(cpu_overrides):
         validate_config(
             config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
         )
+
+
+def test_teacher_context_length_check_names_the_key_to_raise():
+    from omegaconf import OmegaConf
+
+    from recipe.mopd.main_mopd import ConfigError, check_teacher_context_fits
+
+    def config(teacher, rollout_len, teacher_len):
+        return OmegaConf.create(
+            {
+                "mopd": {"teacher": teacher, "max_prompt_tokens": 1000},
+                "data": {"max_response_length": 500},
+                "actor_rollout_ref": {"rollout": {"max_model_len": rollout_len}},
+                "distillation": {"teacher_models": {"teacher_model": {"inference": {"max_model_len": teacher_len}}}},
+            }
+        )
+
+    check_teacher_context_fits(config("live", 1501, None))
+    check_teacher_context_fits(config("live", None, None))  # the server then uses the model's own length
+    check_teacher_context_fits(config("frozen", None, 1501))
+    with pytest.raises(ConfigError, match=r"actor_rollout_ref\.rollout\.max_model_len=1500 .* 1501"):
+        check_teacher_context_fits(config("live", 1500, None))
+    with pytest.raises(ConfigError, match=r"teacher_model\.inference\.max_model_len=None"):
+        check_teacher_context_fits(config("frozen", 4096, None))
