@@ -116,10 +116,8 @@ def test_cpu_overlay_passes_verls_own_validation(cpu_overrides):
     from verl.utils.config import validate_config
 
     config = compose_config(*cpu_overrides)
-    # The CPU overlay points the reward at the tiny task through the recipe's resolver.
-    assert config.reward.custom_reward_function.path.endswith(
-        str(Path("recipe", "mopd", "cpu", "tiny_task.py"))
-    )
+    # CPU runs score with the project's verifiers, resolved to a file path for verl's loader.
+    assert config.reward.custom_reward_function.path.endswith(str(Path("verifiers", "verl_reward.py")))
     validate_config(
         config=config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config)
     )
