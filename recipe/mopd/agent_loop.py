@@ -7,7 +7,9 @@ rule-based reward is known until all n siblings have arrived, then (once per gro
   2. scores [teacher prompt ; unchanged response ids] for all n concurrently (`teacher.TeacherScorer`),
   3. moves the teacher rows into the student's layout (`alignment`) and attaches `teacher_logprobs`,
      `teacher_ids`, the per-sample distillation mask and per-sample diagnostics,
-and only then lets each rollout continue into TransferQueue. Validation rollouts pass straight through.
+and only then lets each rollout continue into TransferQueue. With an in-engine teacher (`ema`, `ref`)
+step 2-3 attach the teacher prompt ids instead (`mopd_teacher_prompt_ids`); the actor update scores them.
+Validation rollouts pass straight through.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import torch
 from omegaconf import DictConfig, open_dict
 from verl.trainer.ppo.v1.agent_loop_tq import AgentLoopManagerTQ, AgentLoopWorkerTQ
 
+from recipe.mopd.engine_teacher import TEACHER_PROMPT_FIELD
 from recipe.mopd.settings import MOPDSettings
 from recipe.mopd.teacher import TeacherScorer, score_group
 
@@ -100,8 +103,10 @@ class _MOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
             await group.done.wait()
         if group.error is not None:
             raise RuntimeError(f"MOPD group {kwargs['uid']} failed before teacher scoring") from group.error
-        mask = final.extra_fields.pop("mopd_distill_mask")
-        return await super()._agent_loop_postprocess(output, validate, **kwargs, mopd_distill_mask=mask)
+        mopd_fields = {"mopd_distill_mask": final.extra_fields.pop("mopd_distill_mask")}
+        if TEACHER_PROMPT_FIELD in final.extra_fields:
+            mopd_fields[TEACHER_PROMPT_FIELD] = final.extra_fields.pop(TEACHER_PROMPT_FIELD)
+        return await super()._agent_loop_postprocess(output, validate, **kwargs, **mopd_fields)
 
     async def _score_teacher(self, uid: str, group: _Group) -> None:
         members = [group.arrived[session] for session in sorted(group.arrived)]
@@ -117,8 +122,11 @@ class _MOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
             chat_template_kwargs=self.chat_template_kwargs,
         )
         for out, result in zip(outputs, scored):
-            out.extra_fields["teacher_logprobs"] = result.teacher_logprobs
-            out.extra_fields["teacher_ids"] = result.teacher_ids
+            if result.teacher_prompt_ids is not None:
+                out.extra_fields[TEACHER_PROMPT_FIELD] = result.teacher_prompt_ids
+            else:
+                out.extra_fields["teacher_logprobs"] = result.teacher_logprobs
+                out.extra_fields["teacher_ids"] = result.teacher_ids
             out.extra_fields["mopd_distill_mask"] = torch.tensor(0.0 if result.masked else 1.0)
             out.extra_fields["mopd"] = result.diagnostics
 

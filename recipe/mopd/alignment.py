@@ -77,3 +77,24 @@ def response_logprobs_from_rows(rows: torch.Tensor, prompt_len: int, response_le
         )
     selected = rows[prompt_len - 1 : prompt_len - 1 + response_len]
     return selected[:, 0] if selected.dim() == 2 else selected
+
+
+def packed_response_rows(prompt_lens, response_lens) -> torch.Tensor:
+    """Rows predicting the response tokens when sequences [P_i ; R_i] are packed back to back.
+
+    Sample i starts at o_i = sum_{k<i} (P_k + R_k); its row predicting response token j is o_i + P_i - 1 + j,
+    the rule of `teacher_rows_to_student_layout`. Returns the concatenation over samples, [sum R_i], so the
+    same call on the student's prompts and on the teacher's (same R_i) pairs the two models' rows 1:1.
+    """
+    prompt_lens = torch.as_tensor(prompt_lens, dtype=torch.long).reshape(-1)
+    response_lens = torch.as_tensor(response_lens, dtype=torch.long, device=prompt_lens.device).reshape(-1)
+    if prompt_lens.shape != response_lens.shape:
+        raise ValueError(f"{prompt_lens.numel()} prompt lengths but {response_lens.numel()} response lengths")
+    if (prompt_lens < 1).any() or (response_lens < 0).any():
+        raise ValueError("prompt lengths must be >= 1 and response lengths >= 0")
+    starts = torch.cumsum(prompt_lens + response_lens, 0) - response_lens - 1
+    first_row = torch.repeat_interleave(starts, response_lens)
+    within = torch.arange(int(response_lens.sum()), device=prompt_lens.device) - torch.repeat_interleave(
+        torch.cumsum(response_lens, 0) - response_lens, response_lens
+    )
+    return first_row + within

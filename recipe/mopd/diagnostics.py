@@ -37,10 +37,14 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
         "mopd/teacher_prompt_tokens/max": float(teacher_tokens.max()),
         "mopd/teacher_prompt_tokens_vs_student": float(teacher_tokens.sum() / max(student_tokens.sum(), 1.0)),
         "mopd/teacher_prompt_tokens_vs_all_peers": float(teacher_tokens.sum() / max(all_peers_tokens.sum(), 1.0)),
-        "mopd/signal/mean": float(np.mean([d["signal"] for d in diagnostics])),
     }
+    # An in-engine teacher (ema/ref) runs only inside the actor update: its rollouts carry no signal.
+    scored = [d for d in diagnostics if "signal" in d]
+    if not scored:
+        return metrics
+    metrics["mopd/signal/mean"] = float(np.mean([d["signal"] for d in scored]))
     groups: dict[str, list[dict]] = defaultdict(list)
-    for d in diagnostics:
+    for d in scored:
         groups[d["uid"]].append(d)
     signal = group_signal_metrics(
         [([d["signal"] for d in g], [d["score"] for d in g]) for g in groups.values()], success_threshold

@@ -13,6 +13,13 @@ into the per-token advantage `log p_teacher(y_t) − log p_student(y_t)` when
 It differs from verl's built-in `k1` only by the per-sample MOPD mask: samples without any usable peer
 or feedback contribute nothing, and the surviving tokens are re-weighted so that, within the
 micro-batch, the masked tokens are not averaged in.
+
+`mopd_jsd_student_topk`: the paper's loss for an in-engine teacher (`mopd.teacher=ema|ref`): JSD(alpha)
+over the *student's* top-k ids at each position plus a tail bucket (`mopd.jsd_topk`; null = the full
+vocabulary), weighted by the clipped importance ratio min(p/p_old, `mopd.is_clip`). Its per-token terms
+need the teacher's distribution at the student's top-k ids, so they are computed in the actor's logits
+processor by `recipe.mopd.engine_teacher` (teacher forward per micro-batch) with
+`student_topk_jsd_rows`; the function registered here only masks and reports them.
 """
 
 from __future__ import annotations
@@ -27,11 +34,14 @@ from verl.trainer.ppo.core_algos import kl_penalty
 from verl.utils.metric import AggregationType, Metric
 from verl.workers.utils.padding import no_padding_2_padding
 
-from recipe.mopd.jsd import topk_tail_jsd
+from recipe.mopd.jsd import generalized_jsd, topk_tail_jsd
 
 MASK_FIELD = "mopd_distill_mask"
 JSD_LOSS = "mopd_jsd"
+STUDENT_TOPK_JSD_LOSS = "mopd_jsd_student_topk"
 JSD_ALPHA_ENV = "MOPD_JSD_ALPHA"
+# Unmasked response tokens of the whole mini-batch over all DP ranks; set by the engine-teacher worker.
+KEPT_TOKENS_KEY = "mopd_kept_tokens"
 
 
 def sample_weights(sample_mask: torch.Tensor, response_mask: torch.Tensor) -> torch.Tensor:
@@ -42,6 +52,22 @@ def sample_weights(sample_mask: torch.Tensor, response_mask: torch.Tensor) -> to
     if kept <= 0:
         return torch.zeros_like(sample_mask)
     return sample_mask * (tokens.sum() / kept)
+
+
+def token_mean_weights(sample_mask: torch.Tensor, response_mask: torch.Tensor, data) -> torch.Tensor:
+    """Per-sample weights under which verl's token-mean is the mean over unmasked samples' tokens.
+
+    verl divides every micro-batch's token sum by `batch_num_tokens`, all response tokens of the mini-batch
+    over the DP ranks. When the worker supplies the matching count of unmasked tokens
+    (KEPT_TOKENS_KEY), weighting by batch_num_tokens / kept makes the result exact for any micro-batching;
+    otherwise `sample_weights` rescales within the micro-batch.
+    """
+    if KEPT_TOKENS_KEY not in data:
+        return sample_weights(sample_mask, response_mask)
+    kept = float(data[KEPT_TOKENS_KEY])
+    if kept <= 0:
+        return torch.zeros_like(sample_mask)
+    return sample_mask * (float(data["batch_num_tokens"]) / kept)
 
 
 def _padded_response_mask(data) -> torch.Tensor:
@@ -56,7 +82,7 @@ def compute_mopd_k1(config, distillation_config, model_output, data) -> tuple[to
     response_mask = _padded_response_mask(data)
     per_token = kl_penalty(logprob=student, ref_logprob=teacher, kl_penalty="k1")
     sample_mask = data[MASK_FIELD].to(per_token.dtype).reshape(-1)
-    weights = sample_weights(sample_mask, response_mask)
+    weights = token_mean_weights(sample_mask, response_mask, data)
     losses = per_token * weights.unsqueeze(-1)
     valid = response_mask & (sample_mask.unsqueeze(-1) > 0)
     gap = (teacher - student)[valid]
@@ -132,7 +158,7 @@ def compute_mopd_jsd(config, distillation_config, model_output, data) -> tuple[t
     losses = no_padding_2_padding(model_output["distillation_losses"], data)
     response_mask = _padded_response_mask(data)
     sample_mask = data[MASK_FIELD].to(losses.dtype).reshape(-1)
-    weights = sample_weights(sample_mask, response_mask)
+    weights = token_mean_weights(sample_mask, response_mask, data)
     valid = response_mask & (sample_mask.unsqueeze(-1) > 0)
     teacher_mass = no_padding_2_padding(model_output["teacher_mass"], data)[valid]
     student_mass = no_padding_2_padding(model_output["student_mass"], data)[valid]
@@ -143,6 +169,78 @@ def compute_mopd_jsd(config, distillation_config, model_output, data) -> tuple[t
         "mopd/student_mass_on_teacher_topk": Metric(
             AggregationType.MEAN, student_mass.mean() if valid.any() else zero
         ),
+        "mopd/loss_sample_fraction": Metric(AggregationType.MEAN, sample_mask.mean()),
+    }
+    return losses * weights.unsqueeze(-1), metrics
+
+
+def student_topk_jsd_rows(
+    student_logits: torch.Tensor,
+    teacher_logits: torch.Tensor,
+    sampled_ids: torch.Tensor,
+    old_logprobs: torch.Tensor | None,
+    *,
+    alpha: float,
+    topk: int | None,
+    is_clip: float | None,
+) -> dict[str, torch.Tensor]:
+    """Per-row `mopd_jsd_student_topk` terms for aligned response rows [n, V] of both models.
+
+    Both logits are already divided by the sampling temperature; gradients reach `student_logits` only.
+    The support is the student's top-`topk` ids of each row plus a tail bucket (the full vocabulary for
+    topk=None); the JSD is multiplied by the detached ratio p(y)/p_old(y) of the sampled token, clipped
+    at `is_clip` (None: no weight). Returns [n] tensors: `distillation_losses`, `student_mass` /
+    `teacher_mass` (each model's mass on the support) and `logprob_gap` (teacher - student log-prob of
+    the sampled token, a diagnostic).
+    """
+    student = F.log_softmax(student_logits.float(), dim=-1)
+    teacher = F.log_softmax(teacher_logits.detach().float(), dim=-1)
+    if topk is None:
+        per_token = generalized_jsd(student, teacher, alpha)
+        student_mass = torch.ones_like(per_token).detach()
+        teacher_mass = torch.ones_like(per_token)
+    else:
+        ids = torch.topk(student.detach(), k=min(topk, student.shape[-1]), dim=-1).indices
+        student_support = student.gather(-1, ids)
+        teacher_support = teacher.gather(-1, ids)
+        per_token = topk_tail_jsd(
+            student_support_logprobs=student_support, teacher_support_logprobs=teacher_support, alpha=alpha
+        )
+        student_mass = student_support.detach().exp().sum(-1)
+        teacher_mass = teacher_support.exp().sum(-1)
+    sampled = sampled_ids.long().unsqueeze(-1)
+    student_token = student.gather(-1, sampled).squeeze(-1).detach()
+    if is_clip is not None:
+        if old_logprobs is None:
+            raise ValueError("the importance weight needs the rollout policy's old_log_probs")
+        per_token = per_token * torch.exp(student_token - old_logprobs.float()).clamp(max=is_clip)
+    return {
+        "distillation_losses": per_token,
+        "student_mass": student_mass,
+        "teacher_mass": teacher_mass,
+        "logprob_gap": teacher.gather(-1, sampled).squeeze(-1) - student_token,
+    }
+
+
+@register_distillation_loss(DistillationLossSettings(names=STUDENT_TOPK_JSD_LOSS, use_topk=True))
+def compute_mopd_jsd_student_topk(
+    config, distillation_config, model_output, data
+) -> tuple[torch.Tensor, dict[str, Any]]:
+    losses = no_padding_2_padding(model_output["distillation_losses"], data)
+    response_mask = _padded_response_mask(data)
+    sample_mask = data[MASK_FIELD].to(losses.dtype).reshape(-1)
+    weights = token_mean_weights(sample_mask, response_mask, data)
+    valid = response_mask & (sample_mask.unsqueeze(-1) > 0)
+
+    def valid_mean(key: str) -> torch.Tensor:
+        values = no_padding_2_padding(model_output[key], data)[valid]
+        return values.mean() if values.numel() else torch.tensor(0.0)
+
+    metrics = {
+        "mopd/jsd": Metric(AggregationType.MEAN, valid_mean("distillation_losses")),
+        "mopd/student_topk_mass": Metric(AggregationType.MEAN, valid_mean("student_mass")),
+        "mopd/teacher_mass_on_student_topk": Metric(AggregationType.MEAN, valid_mean("teacher_mass")),
+        "mopd/teacher_minus_student_logprob": Metric(AggregationType.MEAN, valid_mean("logprob_gap")),
         "mopd/loss_sample_fraction": Metric(AggregationType.MEAN, sample_mask.mean()),
     }
     return losses * weights.unsqueeze(-1), metrics

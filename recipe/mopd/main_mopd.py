@@ -18,7 +18,9 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recipe.mopd.plugin  # noqa: F401  (registrations; imported explicitly so failures are loud)
 from recipe.mopd.cpu import activate as activate_cpu_runtime
 from recipe.mopd.cpu.hf_rollout import ROLLOUT_NAME as CPU_ROLLOUT_NAME
-from recipe.mopd.losses import JSD_ALPHA_ENV
+from recipe.mopd.engine_teacher import EngineTeacherSettings, check_same_tokenizer, same_checkpoint
+from recipe.mopd.losses import JSD_ALPHA_ENV, STUDENT_TOPK_JSD_LOSS
+from recipe.mopd.settings import ENGINE_TEACHERS
 
 
 def module_file(module_name: str) -> str:
@@ -60,6 +62,7 @@ def preflight(config: DictConfig) -> None:
                 )
     if config.get("mopd") is not None:
         check_teacher_context_fits(config)
+        check_teacher_and_loss(config)
     model_path = str(config.actor_rollout_ref.model.path)
     looks_like_hub_id = model_path.count("/") == 1 and not model_path.startswith((".", "/", "~"))
     if not Path(os.path.expanduser(model_path)).exists():
@@ -79,6 +82,8 @@ def preflight(config: DictConfig) -> None:
 def check_teacher_context_fits(config: DictConfig) -> None:
     """The teacher scores [teacher prompt ; response]; its context must hold the longest one, which the
     default `prompt_length + response_length` sizing does not (peers make teacher prompts longer)."""
+    if config.mopd.teacher in ENGINE_TEACHERS:
+        return  # scored by the training engine, which has no serving context limit
     needed = int(config.mopd.max_prompt_tokens) + int(config.data.max_response_length) + 1
     if config.mopd.teacher == "live":
         key = "actor_rollout_ref.rollout.max_model_len"
@@ -94,6 +99,56 @@ def check_teacher_context_fits(config: DictConfig) -> None:
             f"({config.mopd.max_prompt_tokens}) + data.max_response_length ({config.data.max_response_length}) + 1 "
             f"= {needed}; raise {key} or lower mopd.max_prompt_tokens"
         )
+
+
+def check_teacher_and_loss(config: DictConfig) -> None:
+    """The losses each teacher source can feed, and what an in-engine teacher (ema/ref) needs."""
+    loss = config.distillation.distillation_loss
+    teacher = config.mopd.teacher
+    if loss.loss_mode == STUDENT_TOPK_JSD_LOSS:
+        if teacher not in ENGINE_TEACHERS:
+            raise ConfigError(
+                f"distillation.distillation_loss.loss_mode={STUDENT_TOPK_JSD_LOSS} evaluates the teacher at the "
+                f"student's top-k ids, which only an in-engine teacher can: set mopd.teacher=ema or ref "
+                f"(got {teacher})"
+            )
+        if loss.use_policy_gradient:
+            raise ConfigError(
+                f"{STUDENT_TOPK_JSD_LOSS} is backpropagated directly: set "
+                "distillation.distillation_loss.use_policy_gradient=false"
+            )
+    if teacher not in ENGINE_TEACHERS:
+        return
+    try:
+        settings = EngineTeacherSettings.from_config(config)
+    except ValueError as error:
+        raise ConfigError(str(error)) from error
+    model = config.actor_rollout_ref.model
+    if int(model.get("lora_rank", 0) or 0) > 0 or int((model.get("lora") or {}).get("rank", 0) or 0) > 0:
+        raise ConfigError(f"mopd.teacher={teacher} needs full-parameter training; the student uses LoRA")
+    if int(config.actor_rollout_ref.actor.get("ulysses_sequence_parallel_size", 1) or 1) > 1:
+        raise ConfigError(f"mopd.teacher={teacher} does not support Ulysses sequence parallelism")
+    student_path = str(model.path)
+    if same_checkpoint(settings.model_path, student_path):
+        return
+    key = "distillation.teacher_models.teacher_model.model_path"
+    if settings.updates:
+        raise ConfigError(
+            f"mopd.teacher=ema averages the student's weights into the teacher, so {key} must be the student's "
+            f"checkpoint ({student_path}), got {settings.model_path}; use mopd.teacher=ref for another model"
+        )
+    from transformers import AutoTokenizer
+
+    trust = bool(model.get("trust_remote_code", False))
+    try:
+        check_same_tokenizer(
+            AutoTokenizer.from_pretrained(student_path, trust_remote_code=trust),
+            AutoTokenizer.from_pretrained(settings.model_path, trust_remote_code=trust),
+            student_path,
+            settings.model_path,
+        )
+    except ValueError as error:
+        raise ConfigError(f"{key}: {error}") from error
 
 
 def prepare_cpu_cluster(config: DictConfig) -> None:

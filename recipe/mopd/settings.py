@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 from recipe.mopd.peers import PeerConfig, PeerTemplates
 
-TEACHER_SOURCES = ("live", "frozen")
+# live/frozen are scored by the agent loop; ema/ref inside the actor update (engine_teacher.py).
+ENGINE_TEACHERS = ("ema", "ref")
+TEACHER_SOURCES = ("live", "frozen", *ENGINE_TEACHERS)
 
 
 @dataclass(frozen=True)

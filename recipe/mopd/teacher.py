@@ -5,6 +5,8 @@ Two teacher sources behind one call (`TeacherScorer.logprobs`):
 - `live`: the current student weights on the student's own rollout servers, through prompt log-probs
   (`max_tokens=1, prompt_logprobs=k`), exactly as verl asks its teacher servers;
 - `frozen`: verl's teacher pool (any model sharing the tokenizer), via verl's teacher client.
+The in-engine teachers (`ema`, `ref`) are not scored here: their scorer is deferred, and each rollout
+carries its teacher prompt ids to the actor update, where `engine_teacher` runs the teacher.
 """
 
 from __future__ import annotations
@@ -18,10 +20,13 @@ import torch
 
 from recipe.mopd.alignment import response_logprobs_from_rows, teacher_rows_to_student_layout
 from recipe.mopd.peers import GroupMember, build_group_contexts
-from recipe.mopd.settings import MOPDSettings
+from recipe.mopd.settings import ENGINE_TEACHERS, MOPDSettings
 
 
 class TeacherScorer:
+    # Deferred scorers only build the teacher prompts; the teacher runs in the training engine.
+    deferred = False
+
     def __init__(self, topk: int):
         self.topk = topk
 
@@ -29,6 +34,8 @@ class TeacherScorer:
     def create(settings: MOPDSettings, config, llm_client, teacher_client) -> TeacherScorer:
         if settings.teacher == "live":
             return LiveTeacherScorer(settings.topk, llm_client)
+        if settings.teacher in ENGINE_TEACHERS:
+            return DeferredTeacherScorer(settings.topk)
         if not teacher_client:
             raise ValueError(
                 "mopd.teacher=frozen needs verl's teacher pool: set distillation.enabled=true, "
@@ -74,12 +81,19 @@ class FrozenTeacherScorer(TeacherScorer):
         return ids, values.float()
 
 
+class DeferredTeacherScorer(TeacherScorer):
+    deferred = True
+
+
 @dataclass
 class ScoredRollout:
-    teacher_logprobs: torch.Tensor
-    teacher_ids: torch.Tensor
     masked: bool
     diagnostics: dict[str, Any]
+    # Scored rollouts: the teacher's rows in the student's layout.
+    teacher_logprobs: torch.Tensor | None = None
+    teacher_ids: torch.Tensor | None = None
+    # Deferred rollouts: the teacher prompt, to be followed by the response ids in the training engine.
+    teacher_prompt_ids: torch.Tensor | None = None
 
 
 def _student_response_logprobs(output) -> torch.Tensor | None:
@@ -116,13 +130,39 @@ async def score_group(
     contexts = build_group_contexts(
         tokenizer, prompt_messages, group, settings.peers, uid, chat_template_kwargs
     )
-    rows = await asyncio.gather(
-        *[scorer.logprobs(ctx.prompt_ids + list(out.response_ids)) for ctx, out in zip(contexts, outputs)]
-    )
+    if scorer.deferred:
+        rows = [None] * len(outputs)
+    else:
+        rows = await asyncio.gather(
+            *[scorer.logprobs(ctx.prompt_ids + list(out.response_ids)) for ctx, out in zip(contexts, outputs)]
+        )
     response_tokens = [len(out.response_ids) for out in outputs]
     scored = []
-    for i, (ctx, out, member, (ids, values)) in enumerate(zip(contexts, outputs, group, rows)):
+    for i, (ctx, out, member, row) in enumerate(zip(contexts, outputs, group, rows)):
         prompt_len, response_len = len(out.prompt_ids), len(out.response_ids)
+        diagnostics = {
+            "uid": str(uid),
+            "score": member.score,
+            "success_peers": ctx.num_success_peers,
+            "failure_peers": ctx.num_failure_peers,
+            "used_feedback": bool(ctx.used_feedback),
+            "masked": bool(ctx.masked),
+            "truncated": bool(ctx.truncated),
+            "teacher_prompt_tokens": ctx.num_tokens,
+            "student_prompt_tokens": prompt_len,
+            # A context that pastes every other rollout of the group (no selection, no budget).
+            "all_peers_prompt_tokens": prompt_len + sum(response_tokens) - response_tokens[i],
+        }
+        if row is None:
+            scored.append(
+                ScoredRollout(
+                    masked=ctx.masked,
+                    diagnostics=diagnostics,
+                    teacher_prompt_ids=torch.tensor(ctx.prompt_ids, dtype=torch.int64),
+                )
+            )
+            continue
+        ids, values = row
         aligned_values, aligned_ids = teacher_rows_to_student_layout(
             values, ids, ctx.num_tokens, prompt_len, response_len
         )
@@ -133,25 +173,13 @@ async def score_group(
         signal = teacher_response.mean().item() if response_len else 0.0
         if student is not None and response_len and not settings.topk:
             signal = (teacher_response - student).mean().item()
+        diagnostics["signal"] = float(signal)
         scored.append(
             ScoredRollout(
+                masked=ctx.masked,
+                diagnostics=diagnostics,
                 teacher_logprobs=aligned_values,
                 teacher_ids=aligned_ids,
-                masked=ctx.masked,
-                diagnostics={
-                    "uid": str(uid),
-                    "score": member.score,
-                    "success_peers": ctx.num_success_peers,
-                    "failure_peers": ctx.num_failure_peers,
-                    "used_feedback": bool(ctx.used_feedback),
-                    "masked": bool(ctx.masked),
-                    "truncated": bool(ctx.truncated),
-                    "teacher_prompt_tokens": ctx.num_tokens,
-                    "student_prompt_tokens": prompt_len,
-                    # A context that pastes every other rollout of the group (no selection, no budget).
-                    "all_peers_prompt_tokens": prompt_len + sum(response_tokens) - response_tokens[i],
-                    "signal": float(signal),
-                },
             )
         )
     return scored

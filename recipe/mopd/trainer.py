@@ -1,20 +1,25 @@
 """The `mopd_sync` V1 trainer mode: verl's synchronous trainer, plus MOPD's diagnostics, and without the
-teacher pool when the teacher is the live student (it is scored on the rollout servers instead).
+teacher pool unless the teacher is served by it (`mopd.teacher=frozen`).
 
 verl ties "distillation enabled" to "a teacher pool exists"; MOPD needs the distillation loss path with
-either a pool (`mopd.teacher=frozen`) or none (`live`).
+either a pool (`frozen`) or none: `live` scores on the rollout servers, `ema`/`ref` run the teacher inside
+the actor workers, which this trainer swaps for `worker.MOPDActorRolloutRefWorker`.
 """
 
 from __future__ import annotations
 
 import numpy as np
+import ray
 import transfer_queue as tq
 from omegaconf import open_dict
+from verl.trainer.ppo.utils import Role
 from verl.trainer.ppo.v1.trainer_base import register_trainer
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils.config import omega_conf_to_dataclass
 
 from recipe.mopd.diagnostics import mopd_step_metrics
+from recipe.mopd.engine_teacher import ENGINE_TEACHERS, EngineTeacherSettings
+from recipe.mopd.worker import MOPDActorRolloutRefWorker
 
 TRAINER_MODE = "mopd_sync"
 
@@ -24,8 +29,12 @@ class MOPDTrainerSync(PPOTrainerSync):
     def __init__(self, config, *args, **kwargs):
         super().__init__(config, *args, **kwargs)
         self.live_teacher = config.mopd.teacher == "live"
-        if self.live_teacher:
+        self.engine_teacher = config.mopd.teacher in ENGINE_TEACHERS
+        self.without_teacher_pool = self.live_teacher or self.engine_teacher
+        if self.without_teacher_pool:
             self.use_teacher_policy = False
+        if self.engine_teacher:
+            EngineTeacherSettings.from_config(config).attach_to(config)
 
     def _build_replay_buffer(self):
         # verl branches on `trainer_mode == "sync"` (replay buffer class, refills, weight sync); this mode
@@ -37,20 +46,25 @@ class MOPDTrainerSync(PPOTrainerSync):
         return replay_buffer
 
     def _init_resource_pool_mgr(self, *args, **kwargs):
-        if self.config.mopd.teacher != "live":
+        if not self.without_teacher_pool:
             return super()._init_resource_pool_mgr(*args, **kwargs)
-        # The base method sizes a teacher pool whenever distillation is enabled; a live teacher needs none.
+        # The base method sizes a teacher pool whenever distillation is enabled; live/ema/ref need none.
         distillation = self.config.distillation
         with open_dict(distillation):
             distillation.enabled = False
             try:
-                return super()._init_resource_pool_mgr(*args, **kwargs)
+                result = super()._init_resource_pool_mgr(*args, **kwargs)
             finally:
                 distillation.enabled = True
+        if self.engine_teacher:
+            for role in (Role.ActorRollout, Role.ActorRolloutRef, Role.Actor):
+                if role in self.role_worker_mapping:
+                    self.role_worker_mapping[role] = ray.remote(MOPDActorRolloutRefWorker)
+        return result
 
     def _setup(self, *args, **kwargs):
         result = super()._setup(*args, **kwargs)
-        if self.live_teacher:
+        if self.without_teacher_pool:
             # The base class builds this only alongside a teacher pool; the actor update still needs it.
             self.distillation_config = omega_conf_to_dataclass(self.config.distillation)
         return result

@@ -57,3 +57,21 @@ def _build_chatml_tokenizer():
 @pytest.fixture(scope="session")
 def chatml_tokenizer():
     return _build_chatml_tokenizer()
+
+
+@pytest.fixture(scope="session")
+def larger_teacher_model(tiny_assets, tmp_path_factory) -> str:
+    """A wider and deeper random Qwen2 with the tiny student's tokenizer: a same-tokenizer larger teacher."""
+    import torch
+    from transformers import AutoConfig, AutoTokenizer, Qwen2Config, Qwen2ForCausalLM
+
+    out_dir = tmp_path_factory.mktemp("larger_teacher")
+    student = AutoConfig.from_pretrained(tiny_assets["model"]).to_dict()
+    for derived in ("layer_types", "head_dim", "architectures"):
+        student.pop(derived, None)
+    sizes = {"hidden_size": 96, "intermediate_size": 256, "num_hidden_layers": 3, "num_attention_heads": 6}
+    config = Qwen2Config(**{**student, **sizes})
+    torch.manual_seed(1)
+    Qwen2ForCausalLM(config).save_pretrained(out_dir)
+    AutoTokenizer.from_pretrained(tiny_assets["model"]).save_pretrained(out_dir)
+    return str(out_dir)
