@@ -31,6 +31,8 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
+from recipe.mopd.cpu.demo import training_command  # noqa: E402
+
 # Plain verl GRPO on the same config: verl's own trainer mode, agent loop manager and loss.
 BASELINE_OVERRIDES = [
     "++distillation.enabled=false",
@@ -68,22 +70,18 @@ def run_training(
 ) -> tuple[Path, float]:
     metrics = workdir / "metrics.jsonl"
     log = workdir / "train.log"
-    command = [
-        sys.executable,
-        "-m",
-        "recipe.mopd.main_mopd",
-        "platform=cpu",
-        f"actor_rollout_ref.model.path={assets['model']}",
-        f"data.train_files={assets['train']}",
-        f"data.val_files={assets['val']}",
-        f"trainer.total_training_steps={args.steps}",
-        "algorithm.adv_estimator=grpo",
-        "trainer.logger=[console,file]",
-        f"trainer.default_local_dir={workdir / 'checkpoints'}",
-        f"hydra.run.dir={workdir / 'hydra'}",
-        *(BASELINE_OVERRIDES if args.baseline else []),
-        *overrides,
-    ]
+    command = training_command(
+        assets,
+        args.steps,
+        [
+            "algorithm.adv_estimator=grpo",
+            "trainer.logger=[console,file]",
+            f"trainer.default_local_dir={workdir / 'checkpoints'}",
+            f"hydra.run.dir={workdir / 'hydra'}",
+            *(BASELINE_OVERRIDES if args.baseline else []),
+            *overrides,
+        ],
+    )
     env = dict(os.environ, VERL_FILE_LOGGER_PATH=str(metrics), HF_HUB_OFFLINE="1", VERL_PLATFORM="cpu")
     print("training:", " ".join(command[3:]), flush=True)
     print(f"log: {log}", flush=True)
