@@ -70,6 +70,19 @@ def token_mean_weights(sample_mask: torch.Tensor, response_mask: torch.Tensor, d
     return sample_mask * (float(data["batch_num_tokens"]) / kept)
 
 
+def _sample_masking(data, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """(per-sample mask, per-sample loss weights, [B, T] mask of response tokens of unmasked samples)."""
+    response_mask = _padded_response_mask(data)
+    sample_mask = data[MASK_FIELD].to(dtype).reshape(-1)
+    weights = token_mean_weights(sample_mask, response_mask, data)
+    return sample_mask, weights, response_mask & (sample_mask.unsqueeze(-1) > 0)
+
+
+def _valid_mean(model_output: dict, key: str, data, valid: torch.Tensor) -> torch.Tensor:
+    values = no_padding_2_padding(model_output[key], data)[valid]
+    return values.mean() if values.numel() else torch.tensor(0.0)
+
+
 def _padded_response_mask(data) -> torch.Tensor:
     mask = data["response_mask"]
     return (mask.to_padded_tensor(0) if mask.is_nested else mask).bool()
@@ -79,12 +92,9 @@ def _padded_response_mask(data) -> torch.Tensor:
 def compute_mopd_k1(config, distillation_config, model_output, data) -> tuple[torch.Tensor, dict[str, Any]]:
     student = no_padding_2_padding(model_output["log_probs"], data)
     teacher = no_padding_2_padding(data["teacher_logprobs"], data).squeeze(-1)
-    response_mask = _padded_response_mask(data)
     per_token = kl_penalty(logprob=student, ref_logprob=teacher, kl_penalty="k1")
-    sample_mask = data[MASK_FIELD].to(per_token.dtype).reshape(-1)
-    weights = token_mean_weights(sample_mask, response_mask, data)
+    sample_mask, weights, valid = _sample_masking(data, per_token.dtype)
     losses = per_token * weights.unsqueeze(-1)
-    valid = response_mask & (sample_mask.unsqueeze(-1) > 0)
     gap = (teacher - student)[valid]
     metrics = {
         "mopd/teacher_minus_student_logprob": Metric(
@@ -156,18 +166,16 @@ def install_topk_dispatch() -> None:
 @register_distillation_loss(DistillationLossSettings(names=JSD_LOSS, use_topk=True))
 def compute_mopd_jsd(config, distillation_config, model_output, data) -> tuple[torch.Tensor, dict[str, Any]]:
     losses = no_padding_2_padding(model_output["distillation_losses"], data)
-    response_mask = _padded_response_mask(data)
-    sample_mask = data[MASK_FIELD].to(losses.dtype).reshape(-1)
-    weights = token_mean_weights(sample_mask, response_mask, data)
-    valid = response_mask & (sample_mask.unsqueeze(-1) > 0)
-    teacher_mass = no_padding_2_padding(model_output["teacher_mass"], data)[valid]
-    student_mass = no_padding_2_padding(model_output["student_mass"], data)[valid]
-    zero = torch.tensor(0.0)
+    sample_mask, weights, valid = _sample_masking(data, losses.dtype)
     metrics = {
-        "mopd/jsd": Metric(AggregationType.MEAN, losses[valid].mean() if valid.any() else zero),
-        "mopd/teacher_topk_mass": Metric(AggregationType.MEAN, teacher_mass.mean() if valid.any() else zero),
+        "mopd/jsd": Metric(
+            AggregationType.MEAN, _valid_mean(model_output, "distillation_losses", data, valid)
+        ),
+        "mopd/teacher_topk_mass": Metric(
+            AggregationType.MEAN, _valid_mean(model_output, "teacher_mass", data, valid)
+        ),
         "mopd/student_mass_on_teacher_topk": Metric(
-            AggregationType.MEAN, student_mass.mean() if valid.any() else zero
+            AggregationType.MEAN, _valid_mean(model_output, "student_mass", data, valid)
         ),
         "mopd/loss_sample_fraction": Metric(AggregationType.MEAN, sample_mask.mean()),
     }
@@ -227,14 +235,10 @@ def compute_mopd_jsd_student_topk(
     config, distillation_config, model_output, data
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     losses = no_padding_2_padding(model_output["distillation_losses"], data)
-    response_mask = _padded_response_mask(data)
-    sample_mask = data[MASK_FIELD].to(losses.dtype).reshape(-1)
-    weights = token_mean_weights(sample_mask, response_mask, data)
-    valid = response_mask & (sample_mask.unsqueeze(-1) > 0)
+    sample_mask, weights, valid = _sample_masking(data, losses.dtype)
 
     def valid_mean(key: str) -> torch.Tensor:
-        values = no_padding_2_padding(model_output[key], data)[valid]
-        return values.mean() if values.numel() else torch.tensor(0.0)
+        return _valid_mean(model_output, key, data, valid)
 
     metrics = {
         "mopd/jsd": Metric(AggregationType.MEAN, valid_mean("distillation_losses")),
