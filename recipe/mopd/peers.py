@@ -15,9 +15,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from recipe.mopd.prefix_sharing import shared_peer_selection
+
 MODES = ("none", "positive", "contrastive")
 FAILURE_CONDITIONS = ("always", "when_no_success")
-SELECTIONS = ("random", "shortest", "first")
+SELECTIONS = ("random", "shortest", "first", "shared")
 
 # Below these a budget is almost surely a typo (e.g. thousands meant): a 16-token peer body is mostly
 # the truncation marker, and no chat-templated question fits in 64 tokens.
@@ -194,6 +196,8 @@ def select_peers(group: Sequence[GroupMember], i: int, cfg: PeerConfig, uid: str
         raise IndexError(f"rollout index {i} out of range for a group of {len(group)}")
     if cfg.mode == "none":
         return PeerSelection(successes=[], failures=[])
+    if cfg.selection == "shared":
+        return _shared_selection(group, i, cfg, uid)
     others = [j for j in range(len(group)) if j != i]
     success_pool = [j for j in others if is_success(group[j].score, cfg)]
     failure_pool = [j for j in others if not is_success(group[j].score, cfg)]
@@ -201,6 +205,21 @@ def select_peers(group: Sequence[GroupMember], i: int, cfg: PeerConfig, uid: str
     failures: list[int] = []
     if cfg.mode == "contrastive" and (cfg.failure_condition == "always" or not successes):
         failures = _pick(failure_pool, cfg.num_failure, group, cfg, uid, i, "failure")
+    return PeerSelection(successes=successes, failures=failures)
+
+
+def _shared_selection(group: Sequence[GroupMember], i: int, cfg: PeerConfig, uid: str) -> PeerSelection:
+    # One order per group (not per rollout): most rollouts then get the same context, the rest share long
+    # prefixes with it, so the teacher's prefix cache computes each peer body about once per group.
+    order = list(range(len(group)))
+    _stable_rng(cfg, uid, -1, "shared").shuffle(order)
+    successes, failures = shared_peer_selection(
+        [is_success(m.score, cfg) for m in group],
+        order,
+        cfg.num_success,
+        cfg.num_failure if cfg.mode == "contrastive" else 0,
+        failures_only_without_success=cfg.failure_condition == "when_no_success",
+    )[i]
     return PeerSelection(successes=successes, failures=failures)
 
 
