@@ -22,13 +22,56 @@ MAX_TOPK_LOG_MASS = -1.0e-7
 def add_tail_bucket(topk_logprobs: torch.Tensor) -> torch.Tensor:
     """[..., k] log-probs of k tokens -> [..., k + 1] with log(1 - sum exp) appended.
 
-    The tail is log(-expm1(logsumexp)), exact for small tails; the top-k mass is clamped just below 1 so
-    the tail is at least ~1e-7 and finite even when the top-k covers (numerically) everything. Entries
-    below LOG_PROB_FLOOR come back floored.
+    For when only the top-k values exist. The tail is log(-expm1(logsumexp)), exact given the top-k
+    mass, but that mass carries float32 rounding, so a true tail below ~1e-5 comes out off by up to a
+    few nats (the released code shares this); the top-k mass is clamped just below 1 so the tail is at
+    least ~1e-7 and finite even when the top-k covers (numerically) everything. With the full
+    distribution at hand use `gather_with_exact_tail`. Entries below LOG_PROB_FLOOR come back floored.
     """
     topk_logprobs = topk_logprobs.clamp(min=LOG_PROB_FLOOR)
     log_mass = torch.logsumexp(topk_logprobs, dim=-1, keepdim=True).clamp(max=MAX_TOPK_LOG_MASS)
     return torch.cat([topk_logprobs, torch.log(-torch.expm1(log_mass))], dim=-1)
+
+
+class _OutsideLogSumExp(torch.autograd.Function):
+    """log sum_{v not in ids} exp(x_v) over the last dim, floored at LOG_PROB_FLOOR.
+
+    Autograd would keep the [..., V] masked copy for the backward pass; this keeps only the input (which
+    log_softmax has already saved) and rebuilds the gradient softmax(x outside ids) from it.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, ids: torch.Tensor) -> torch.Tensor:
+        tail = torch.logsumexp(x.scatter(-1, ids, float("-inf")), dim=-1, keepdim=True)
+        # An all -inf outside (e.g. masked vocabulary) gives -inf; the floor keeps the backward finite.
+        tail = tail.clamp(min=LOG_PROB_FLOOR)
+        ctx.save_for_backward(x, ids, tail)
+        return tail
+
+    @staticmethod
+    def backward(ctx, grad_tail: torch.Tensor):
+        x, ids, tail = ctx.saved_tensors
+        weights = (x - tail).exp().scatter(-1, ids, 0.0)
+        return weights * grad_tail, None
+
+
+def gather_with_exact_tail(full_logprobs: torch.Tensor, support_ids: torch.Tensor) -> torch.Tensor:
+    """[..., V] normalized log-probs and [..., k] distinct ids (k < V) -> [..., k + 1] with the exact log tail.
+
+    The tail is logsumexp over the V - k entries outside the support; the log-probs are normalized, so this
+    is logsumexp(non-top-k logits) - logsumexp(all logits). Unlike `add_tail_bucket`, which must form
+    1 - sum(top-k p) and so loses the digits of a tail below float32's resolution, it is accurate for tails
+    down to the smallest normal float. Use it wherever the full distribution is at hand; `add_tail_bucket`
+    only where the top-k values alone exist (e.g. a server's top-k log-probs). Differentiable in
+    `full_logprobs`; entries below LOG_PROB_FLOOR come back floored.
+    """
+    if support_ids.shape[-1] >= full_logprobs.shape[-1]:
+        raise ValueError(
+            f"the support ({support_ids.shape[-1]} ids) must leave a tail of the vocabulary "
+            f"({full_logprobs.shape[-1]}); use the full-vocabulary JSD instead"
+        )
+    support = full_logprobs.gather(-1, support_ids).clamp(min=LOG_PROB_FLOOR)
+    return torch.cat([support, _OutsideLogSumExp.apply(full_logprobs, support_ids)], dim=-1)
 
 
 def renormalize(topk_logprobs: torch.Tensor) -> torch.Tensor:
@@ -70,21 +113,28 @@ def generalized_jsd(
     return alpha * _kl(q, log_m) + (1.0 - alpha) * _kl(p, log_m)
 
 
-def _support_logprobs(
-    full: torch.Tensor | None, support: torch.Tensor | None, support_ids: torch.Tensor | None, side: str
+def _closed_support(
+    full: torch.Tensor | None,
+    support: torch.Tensor | None,
+    support_ids: torch.Tensor | None,
+    side: str,
+    add_tail: bool,
 ) -> torch.Tensor:
+    """One side's [..., k + 1] (tail) or [..., k] (renormalized) distribution on the support."""
     if (full is None) == (support is None):
         raise ValueError(f"give exactly one of {side}_full_logprobs and {side}_support_logprobs")
-    if support is not None:
-        return support
-    if support_ids is None:
-        raise ValueError(f"support_ids is required to gather {side}_full_logprobs")
-    if full.shape[:-1] != support_ids.shape[:-1]:
-        raise ValueError(
-            f"{side}_full_logprobs {tuple(full.shape)} and support_ids {tuple(support_ids.shape)} differ in "
-            "their leading dims"
-        )
-    return full.gather(-1, support_ids)
+    if support is None:
+        if support_ids is None:
+            raise ValueError(f"support_ids is required to gather {side}_full_logprobs")
+        if full.shape[:-1] != support_ids.shape[:-1]:
+            raise ValueError(
+                f"{side}_full_logprobs {tuple(full.shape)} and support_ids {tuple(support_ids.shape)} differ in "
+                "their leading dims"
+            )
+        if add_tail and support_ids.shape[-1] < full.shape[-1]:
+            return gather_with_exact_tail(full, support_ids)
+        support = full.gather(-1, support_ids)
+    return add_tail_bucket(support) if add_tail else renormalize(support)
 
 
 def topk_tail_jsd(
@@ -100,16 +150,20 @@ def topk_tail_jsd(
     """Per-position generalized JSD restricted to a shared support of k token ids.
 
     Each side is given either as full-vocabulary log-probs [..., V] (gathered here at `support_ids`
-    [..., k]) or already gathered [..., k] (e.g. the student's top-k and the teacher scored at those
-    ids). With add_tail the remaining mass becomes a (k+1)-th bucket; otherwise the k entries are
-    renormalized. Returns [...].
+    [..., k], distinct ids) or already gathered [..., k] (e.g. a teacher server's top-k). With add_tail
+    the remaining mass becomes a (k+1)-th bucket: exact (`gather_with_exact_tail`) for a side given in
+    full, 1 - sum(p) (`add_tail_bucket`, float32-limited for tails below ~1e-5) for a side given only
+    on the support or when k = V; without add_tail the k entries are renormalized. Returns [...].
     """
-    student = _support_logprobs(student_full_logprobs, student_support_logprobs, support_ids, "student")
-    teacher = _support_logprobs(teacher_full_logprobs, teacher_support_logprobs, support_ids, "teacher")
+    student = _closed_support(
+        student_full_logprobs, student_support_logprobs, support_ids, "student", add_tail
+    )
+    teacher = _closed_support(
+        teacher_full_logprobs, teacher_support_logprobs, support_ids, "teacher", add_tail
+    )
     if student.shape != teacher.shape:
         raise ValueError(
             f"student {tuple(student.shape)} and teacher {tuple(teacher.shape)} support log-probs "
             "differ in shape"
         )
-    close = add_tail_bucket if add_tail else renormalize
-    return generalized_jsd(close(student), close(teacher), alpha)
+    return generalized_jsd(student, teacher, alpha)

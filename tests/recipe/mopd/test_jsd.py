@@ -6,7 +6,13 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from recipe.mopd.jsd import add_tail_bucket, generalized_jsd, renormalize, topk_tail_jsd
+from recipe.mopd.jsd import (
+    add_tail_bucket,
+    gather_with_exact_tail,
+    generalized_jsd,
+    renormalize,
+    topk_tail_jsd,
+)
 
 ALPHAS = [0.0, 0.1, 0.5, 0.9, 1.0]
 
@@ -55,6 +61,53 @@ def test_tail_bucket_is_finite_when_the_topk_holds_all_mass(mass):
     topk = torch.log(torch.tensor([0.6, 0.4 * mass], dtype=torch.float32))
     tail = add_tail_bucket(topk)[-1]
     assert torch.isfinite(tail) and tail.item() < math.log(1e-6)
+
+
+def _peaked_logits(rows: int, vocab: int, k: int, top: float, seed: int) -> torch.Tensor:
+    """Logits whose k largest entries sit `top` nats above the rest: tail mass ~ (V - k) e^-top."""
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(rows, vocab, generator=g, dtype=torch.float64)
+    logits[:, :k] += top + torch.linspace(0.0, 3.0, k, dtype=torch.float64)
+    return logits
+
+
+@pytest.mark.parametrize("top", [5.0, 20.0, 30.0])
+def test_exact_tail_matches_the_float64_sum_outside_the_support(top):
+    vocab, k = 64, 8
+    logits = _peaked_logits(3, vocab, k, top, seed=4)
+    ids = logits.topk(k, dim=-1).indices
+    reference = torch.softmax(logits, -1).scatter(-1, ids, 0.0).sum(-1).log()
+    got = gather_with_exact_tail(torch.log_softmax(logits.float(), -1), ids)
+    assert got.shape == (3, k + 1)
+    torch.testing.assert_close(got[:, -1].double(), reference, atol=1e-5, rtol=0)
+    torch.testing.assert_close(got[:, :k], torch.log_softmax(logits.float(), -1).gather(-1, ids))
+    if top == 30.0:
+        # The tail is ~1e-12: 1 - sum(top-k p) in float32 cannot see it.
+        assert reference.max() < math.log(1e-11)
+        naive = add_tail_bucket(torch.log_softmax(logits.float(), -1).gather(-1, ids))[:, -1]
+        assert (naive.double() - reference).abs().min() > 2.0
+
+
+def test_exact_tail_gradient_matches_autograd_of_the_masked_logsumexp():
+    logits = torch.randn(4, 12, dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    ids = logits.topk(3, dim=-1).indices
+    x = torch.log_softmax(logits, -1).requires_grad_()
+    torch.autograd.gradcheck(lambda t: gather_with_exact_tail(t, ids), (x,))
+    (ours,) = torch.autograd.grad(gather_with_exact_tail(x, ids)[:, -1].sum(), x)
+    (plain,) = torch.autograd.grad(torch.logsumexp(x.scatter(-1, ids, -math.inf), -1).sum(), x)
+    torch.testing.assert_close(ours, plain)
+
+
+def test_exact_tail_is_floored_when_everything_outside_has_zero_probability():
+    logits = torch.full((2, 6), -math.inf)
+    logits[:, :2] = torch.tensor([1.0, 0.0])
+    logits.requires_grad_()
+    out = gather_with_exact_tail(torch.log_softmax(logits, -1), torch.tensor([[0, 1], [1, 0]]))
+    assert torch.isfinite(out).all() and out[:, -1].max() <= -1.0e4 + 1
+    (grad,) = torch.autograd.grad(out.sum(), logits)
+    assert torch.isfinite(grad).all()
+    with pytest.raises(ValueError, match="tail of the vocabulary"):
+        gather_with_exact_tail(torch.zeros(1, 3), torch.tensor([[0, 1, 2]]))
 
 
 def test_tail_bucket_keeps_leading_dims():
@@ -207,7 +260,9 @@ def test_full_and_pregathered_inputs_agree():
         teacher_support_logprobs=q.gather(-1, support),
         alpha=0.5,
     )
-    assert torch.equal(from_full, mixed) and torch.equal(from_full, gathered)
+    # A side given in full gets the exact tail, a pre-gathered one 1 - sum(p): equal up to float64 rounding.
+    torch.testing.assert_close(from_full, mixed, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(from_full, gathered, rtol=1e-12, atol=1e-14)
 
 
 @pytest.mark.parametrize("alpha", ALPHAS)
