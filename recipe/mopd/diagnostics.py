@@ -1,7 +1,7 @@
 """Per-step `mopd/` metrics from the per-sample diagnostics the agent loop attaches (pure; no verl).
 
 Context statistics: how many samples had a success peer, a failure peer, feedback, were masked or
-truncated, and how long teacher prompts were. Teacher signal: per rollout the mean (teacher − student)
+truncated, how long teacher prompts were, and the share of teacher tokens a prefix cache must compute. Teacher signal: per rollout the mean (teacher − student)
 log-prob over its response tokens, compared within each group that has both a success and a failure
 to the verifier reward (AUROC, Spearman, Kendall tau, pairwise accuracy), averaged over such groups.
 """
@@ -37,6 +37,11 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
         "mopd/teacher_prompt_tokens/max": float(teacher_tokens.max()),
         "mopd/teacher_prompt_tokens_vs_student": float(teacher_tokens.sum() / max(student_tokens.sum(), 1.0)),
         "mopd/teacher_prompt_tokens_vs_all_peers": float(teacher_tokens.sum() / max(all_peers_tokens.sum(), 1.0)),
+        # Tokens of [teacher prompt ; response] a perfect prefix cache computes, over their naive sum.
+        "mopd/teacher_prefill_unique_frac": float(
+            sum(d["teacher_new_prefix_tokens"] for d in diagnostics)
+            / max(sum(d["teacher_sequence_tokens"] for d in diagnostics), 1)
+        ),
     }
     # An in-engine teacher (ema/ref) runs only inside the actor update: its rollouts carry no signal.
     scored = [d for d in diagnostics if "signal" in d]

@@ -20,6 +20,7 @@ import torch
 
 from recipe.mopd.alignment import response_logprobs_from_rows, teacher_rows_to_student_layout
 from recipe.mopd.peers import GroupMember, build_group_contexts
+from recipe.mopd.prefix_sharing import new_prefix_tokens
 from recipe.mopd.settings import ENGINE_TEACHERS, MOPDSettings
 
 
@@ -137,6 +138,10 @@ async def score_group(
             *[scorer.logprobs(ctx.prompt_ids + list(out.response_ids)) for ctx, out in zip(contexts, outputs)]
         )
     response_tokens = [len(out.response_ids) for out in outputs]
+    # What a perfect prefix cache computes for this group (groups share at most the chat template's
+    # first tokens, so the step's sum over groups is the step's trie up to those).
+    sequences = [ctx.prompt_ids + list(out.response_ids) for ctx, out in zip(contexts, outputs)]
+    new_tokens = new_prefix_tokens(sequences)
     scored = []
     for i, (ctx, out, member, row) in enumerate(zip(contexts, outputs, group, rows)):
         prompt_len, response_len = len(out.prompt_ids), len(out.response_ids)
@@ -152,6 +157,8 @@ async def score_group(
             "student_prompt_tokens": prompt_len,
             # A context that pastes every other rollout of the group (no selection, no budget).
             "all_peers_prompt_tokens": prompt_len + sum(response_tokens) - response_tokens[i],
+            "teacher_sequence_tokens": len(sequences[i]),
+            "teacher_new_prefix_tokens": new_tokens[i],
         }
         if row is None:
             scored.append(

@@ -5,7 +5,9 @@ import pytest
 from recipe.mopd.diagnostics import mopd_step_metrics
 
 
-def sample(uid, score, signal, success=0, failure=0, masked=False, feedback=False, truncated=False, tokens=30):
+def sample(
+    uid, score, signal, success=0, failure=0, masked=False, feedback=False, truncated=False, tokens=30, new=50
+):
     return {
         "uid": uid,
         "score": score,
@@ -18,6 +20,8 @@ def sample(uid, score, signal, success=0, failure=0, masked=False, feedback=Fals
         "teacher_prompt_tokens": tokens,
         "student_prompt_tokens": 10,
         "all_peers_prompt_tokens": 40,
+        "teacher_sequence_tokens": 50,
+        "teacher_new_prefix_tokens": new,
     }
 
 
@@ -49,3 +53,9 @@ def test_signal_metrics_absent_without_mixed_groups_and_empty_input():
     assert metrics["mopd/signal/mixed_groups"] == 0
     assert "mopd/signal/auroc" not in metrics
     assert mopd_step_metrics([], 1.0) == {}
+
+
+def test_teacher_prefill_unique_frac_is_new_prefix_tokens_over_the_naive_sum():
+    # a group of three 50-token sequences where the second and third add 20 and 0 tokens to the trie
+    diagnostics = [sample("a", 1.0, 0.0, new=50), sample("a", 0.0, 0.0, new=20), sample("a", 0.0, 0.0, new=0)]
+    assert mopd_step_metrics(diagnostics, 1.0)["mopd/teacher_prefill_unique_frac"] == pytest.approx(70 / 150)

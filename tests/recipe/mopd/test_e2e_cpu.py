@@ -49,6 +49,8 @@ def test_contrastive_live_teacher_trains_and_reports_teacher_signal(assets, tmp_
         assert 0.0 <= step["mopd/masked_frac"] <= 1.0
         # peers make the teacher prompt longer than the student's
         assert step["mopd/teacher_prompt_tokens_vs_student"] > 1.0
+        # the eight teacher sequences of a group share at least their question
+        assert 0.0 < step["mopd/teacher_prefill_unique_frac"] < 1.0
         # weights reached the rollout server after the update: rollout and actor agree
         assert step["training/rollout_probs_diff_max"] < 1e-3
     # the bundled task gives mixed groups, so failure peers appear
