@@ -33,3 +33,28 @@ def tiny_assets() -> dict:
     root = tiny_assets_cache_dir()
     root.mkdir(parents=True, exist_ok=True)
     return prepare(root)
+
+
+REAL_ENV = "MOPD_REAL"
+
+
+@pytest.fixture(scope="session")
+def require_real_package():
+    """`require_real_package(dist)` -> its installed version. The real model and problem-set packages
+    (scripts/requirements-real.txt) are installed by `scripts/setup.sh`, so a missing one fails the test;
+    only under MOPD_REAL=0, which also tells set-up to leave them out, is it skipped."""
+    import importlib.metadata
+
+    def require(distribution: str) -> str:
+        try:
+            return importlib.metadata.version(distribution)
+        except importlib.metadata.PackageNotFoundError:
+            message = (
+                f"{distribution} is not installed: pip install --no-deps --require-hashes "
+                "-r scripts/requirements-real.txt (or run scripts/setup.sh)"
+            )
+            if os.environ.get(REAL_ENV) == "0":
+                pytest.skip(f"{REAL_ENV}=0: {message}")
+            pytest.fail(message)
+
+    return require

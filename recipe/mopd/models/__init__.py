@@ -1,0 +1,1 @@
+"""Real pretrained models materialised offline as ordinary Hugging Face checkpoint directories."""
