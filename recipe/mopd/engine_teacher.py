@@ -20,6 +20,9 @@ divided by the rollout temperature, and only the response rows' logits are compu
 (`logits_to_keep`). The micro-batch's teacher sequences are split further so that no teacher forward
 exceeds the actor's token budget (`ppo_max_token_len_per_gpu` with dynamic batching), with the same
 number of forwards on every DP rank; the teacher's logits therefore exist for one such chunk at a time.
+Rollouts of a chunk that share a teacher prompt (`mopd.selection=shared` makes most of a group do so) get
+it computed once and its keys/values reused for each response (`engine_prefix_cache`, exact); a chunk's
+budget then counts each distinct prompt once.
 """
 
 from __future__ import annotations
@@ -36,7 +39,9 @@ from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
 
 from recipe.mopd.alignment import packed_response_rows
+from recipe.mopd.engine_prefix_cache import prompt_key, shared_prefix_logits, supports_prefix_sharing
 from recipe.mopd.losses import MASK_FIELD, STUDENT_TOPK_JSD_LOSS, student_topk_jsd_rows
+from recipe.mopd.prefix_sharing import distinct_prompt_plan, shared_budget_chunks
 from recipe.mopd.settings import ENGINE_TEACHERS
 
 logger = logging.getLogger(__name__)
@@ -58,6 +63,8 @@ class EngineTeacherSettings:
     jsd_alpha: float
     jsd_topk: int | None
     is_clip: float | None
+    # Compute each distinct teacher prompt of a chunk once (engine_prefix_cache); exact either way.
+    share_prefixes: bool = True
 
     def __post_init__(self):
         if self.source not in ENGINE_TEACHERS:
@@ -94,6 +101,7 @@ class EngineTeacherSettings:
             jsd_alpha=float(mopd.jsd_alpha),
             jsd_topk=None if mopd.jsd_topk is None else int(mopd.jsd_topk),
             is_clip=None if mopd.is_clip is None else float(mopd.is_clip),
+            share_prefixes=bool(mopd.get("teacher_prefix_sharing", True)),
         )
 
     def attach_to(self, config) -> None:
@@ -239,6 +247,7 @@ class EngineTeacher:
         self.student_engine = student_engine
         self.settings = settings
         self.engine.module.eval()
+        self.share_prefixes = settings.share_prefixes and supports_prefix_sharing(self.engine.module.config)
 
     @classmethod
     def build(cls, worker_config, student, settings: EngineTeacherSettings) -> EngineTeacher:
@@ -328,21 +337,53 @@ class EngineTeacher:
 
     # ---- forward --------------------------------------------------------------------------------------
 
-    def _chunks(self, lengths: list[int], data: TensorDict) -> list[list[int]]:
+    def _chunks(
+        self, teacher_prompts: list[torch.Tensor], response_lens: list[int], data: TensorDict
+    ) -> list[tuple[list[int], bool]]:
+        """(sample indices, whether they share a teacher prompt) per teacher forward chunk.
+
+        With prefix sharing, samples of the same teacher prompt are brought together first (verl's
+        micro-batches are length-balanced, not ordered by group), so chunks may interleave in sample order.
+        """
         from verl.utils import tensordict_utils as tu
         from verl.utils.device import get_device_name
 
         budget = (
             data["max_token_len_per_gpu"] if tu.get_non_tensor_data(data, "use_dynamic_bsz", False) else None
         )
-        chunks = token_budget_chunks(lengths, budget)
+        prompt_lens = [len(p) for p in teacher_prompts]
+        if self.share_prefixes:
+            # A shared prompt costs its tokens once, so more sequences fit the budget.
+            keys = [prompt_key(p) for p in teacher_prompts]
+            _, prompt_index = distinct_prompt_plan(keys)
+            order = sorted(range(len(keys)), key=lambda i: prompt_index[i])
+            chunks = shared_budget_chunks(
+                [keys[i] for i in order],
+                [prompt_lens[i] for i in order],
+                [response_lens[i] for i in order],
+                budget,
+            )
+            plans = [([order[j] for j in c], len({keys[order[j]] for j in c}) < len(c)) for c in chunks]
+        else:
+            lengths = [p + r for p, r in zip(prompt_lens, response_lens)]
+            plans = [(chunk, False) for chunk in token_budget_chunks(lengths, budget)]
         group = self.engine.get_data_parallel_group()
         if torch.distributed.get_world_size(group) > 1:
-            # Every teacher forward all-gathers shards: all DP ranks must run as many.
-            count = torch.tensor([len(chunks)], device=get_device_name())
+            # Every teacher forward all-gathers shards: all DP ranks must run as many (a shared chunk runs
+            # two: its distinct prompts, then its responses).
+            count = torch.tensor([sum(2 if shared else 1 for _, shared in plans)], device=get_device_name())
+            local = int(count.item())
             torch.distributed.all_reduce(count, op=torch.distributed.ReduceOp.MAX, group=group)
-            chunks += [[] for _ in range(int(count.item()) - len(chunks))]
-        return chunks
+            plans += [([], False) for _ in range(int(count.item()) - local)]
+        return plans
+
+    def _autocast(self):
+        from verl.utils.device import get_device_name
+
+        autocast_dtype = getattr(self.engine, "_autocast_dtype", torch.float32)
+        if autocast_dtype == torch.float32:
+            return nullcontext()
+        return torch.autocast(device_type=get_device_name(), dtype=autocast_dtype)
 
     def _forward(
         self, sequences: list[torch.Tensor], prompt_lens: list[int], response_lens: list[int]
@@ -350,7 +391,7 @@ class EngineTeacher:
         """Unscaled teacher logits [sum R_i, V] of the rows predicting each sequence's response tokens."""
         from verl.utils import tensordict_utils as tu
         from verl.utils.dataset.dataset_utils import DatasetPadMode
-        from verl.utils.device import get_device_id, get_device_name
+        from verl.utils.device import get_device_id
 
         micro_batch = TensorDict(
             {
@@ -372,13 +413,7 @@ class EngineTeacher:
         )
         model_inputs, _ = self.engine.prepare_model_inputs(micro_batch)
         rows = packed_response_rows(prompt_lens, response_lens).to(device)
-        autocast_dtype = getattr(self.engine, "_autocast_dtype", torch.float32)
-        autocast = (
-            nullcontext()
-            if autocast_dtype == torch.float32
-            else torch.autocast(device_type=get_device_name(), dtype=autocast_dtype)
-        )
-        with torch.no_grad(), autocast:
+        with torch.no_grad(), self._autocast():
             if use_remove_padding:
                 return self.engine.module(**model_inputs, use_cache=False, logits_to_keep=rows).logits[0]
             logits = self.engine.module(**model_inputs, use_cache=False).logits
@@ -392,7 +427,7 @@ class EngineTeacher:
     def response_rows(self, data: TensorDict) -> Iterator[tuple[slice, torch.Tensor]]:
         """Teacher logits / temperature for the micro-batch's response rows, one chunk at a time.
 
-        Yields (slice into the micro-batch's response rows in sample order, [rows, V] logits).
+        Yields ([rows] indices into the micro-batch's response rows in sample order, [rows, V] logits).
         """
         responses = data["responses"].unbind()
         response_lens = [len(r) for r in responses]
@@ -402,16 +437,27 @@ class EngineTeacher:
         row_starts = [0]
         for length in response_lens:
             row_starts.append(row_starts[-1] + length)
-        for chunk in self._chunks([len(s) for s in sequences], data):
+        for chunk, shared in self._chunks(teacher_prompts, response_lens, data):
             if not chunk:
                 pad = data["input_ids"].values()[:1]
                 self._forward([pad], [1], [0])
                 continue
-            logits = self._forward(
-                [sequences[i] for i in chunk],
-                [len(teacher_prompts[i]) for i in chunk],
-                [response_lens[i] for i in chunk],
-            )
+            if shared:
+                from verl.utils.device import get_device_id
+
+                with torch.no_grad(), self._autocast():
+                    logits = shared_prefix_logits(
+                        self.engine.module,
+                        [teacher_prompts[i].to(responses[i].dtype) for i in chunk],
+                        [responses[i] for i in chunk],
+                        get_device_id(),
+                    )
+            else:
+                logits = self._forward(
+                    [sequences[i] for i in chunk],
+                    [len(teacher_prompts[i]) for i in chunk],
+                    [response_lens[i] for i in chunk],
+                )
             if isinstance(temperature, torch.Tensor):
                 scale = torch.repeat_interleave(
                     temperature[chunk].to(logits.device, torch.float32),
@@ -420,7 +466,8 @@ class EngineTeacher:
                 logits = logits.float() / scale.clamp(min=1e-8)
             elif float(temperature) != 1.0:
                 logits = logits.float() / float(temperature)
-            yield slice(row_starts[chunk[0]], row_starts[chunk[-1] + 1]), logits
+            block = torch.cat([torch.arange(row_starts[i], row_starts[i + 1]) for i in chunk])
+            yield block, logits
 
     def _student_rows(self, data: TensorDict) -> tuple[torch.Tensor, torch.Tensor]:
         response_lens = _lengths(data["responses"])
@@ -436,7 +483,9 @@ class EngineTeacher:
         if self.settings.is_clip is not None:
             old = _response_values(data["old_log_probs"], response_lens)
         parts: dict[str, list[torch.Tensor]] = {}
+        blocks = []
         for block, teacher_logits in self.response_rows(data):
+            blocks.append(block)
             terms = student_topk_jsd_rows(
                 student_logits[0, rows[block]],
                 teacher_logits,
@@ -449,12 +498,13 @@ class EngineTeacher:
             for key, value in terms.items():
                 parts.setdefault(key, []).append(value)
         total = student_logits.shape[1]
+        targets = rows[torch.cat(blocks).to(rows.device)] if blocks else rows[:0]
         out = {}
         for key in ("distillation_losses", "student_mass", "teacher_mass", "logprob_gap"):
             values = torch.cat(parts[key]) if key in parts else student_logits.new_zeros(0)
             out[key] = (
                 torch.zeros(total, dtype=values.dtype, device=values.device)
-                .index_put((rows,), values)
+                .index_put((targets,), values)
                 .unsqueeze(0)
             )
         return out

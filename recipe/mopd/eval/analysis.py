@@ -25,7 +25,7 @@ from pathlib import Path
 from recipe.mopd.eval.contexts import VARIANTS, build_variant_contexts
 from recipe.mopd.eval.generation import json_object, to_plain
 from recipe.mopd.eval.signal_table import SAMPLE_SETS, ScoredGroup, signal_table
-from recipe.mopd.peers import GroupMember, PeerConfig
+from recipe.mopd.peers import SELECTIONS, GroupMember, PeerConfig
 from recipe.mopd.signal_metrics import METRICS
 
 
@@ -287,7 +287,7 @@ def _analyze_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rollouts", required=True, type=Path, help="jsonl or parquet rollout groups")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--selection", choices=("random", "first", "shortest"), default="random")
+    parser.add_argument("--selection", choices=SELECTIONS, default="random")
     parser.add_argument("--success-threshold", type=float, default=1.0)
     parser.add_argument("--max-peer-tokens", type=int, default=2048)
     parser.add_argument("--max-prompt-tokens", type=int, default=10240)
