@@ -125,6 +125,9 @@ def code_ground_truth_problem(ground_truth: str) -> str | None:
         time_limit = tests["time_limit"]
         if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or time_limit <= 0:
             return f"time_limit={time_limit!r} is not a positive number of seconds"
+    for key in ("program_prefix", "program_suffix"):
+        if not isinstance(tests.get(key, ""), str):
+            return f"{key} is not Python source text"
     if fn_name is not None:
         for position, (test_input, test_output) in enumerate(zip(inputs, outputs)):
             problem = _functional_values_problem(position, test_input, test_output)

@@ -5,6 +5,11 @@ With `fn_name` null each input is stdin text and each output the expected stdout
 set each input is newline-separated JSON values (the arguments) and each output one JSON value (as
 JSON text, LiveCodeBench's convention, or already decoded). The first `public` tests may be quoted in
 feedback (default 0: none).
+
+Optional `program_prefix` and `program_suffix` (Python source) are placed before and after the response's
+program, for benchmarks whose tests are code rather than input/output pairs: HumanEval's prompt goes
+before, its `check(candidate)` and a call-based wrapper that runs it after. The suffix is hidden like
+any test, but it does run inside the sandbox, in the program's own process.
 """
 
 from __future__ import annotations
@@ -26,9 +31,18 @@ class CodeTests:
     fn_name: str | None
     public: int
     time_limit: float | None
+    program_prefix: str = ""
+    program_suffix: str = ""
 
     def __len__(self) -> int:
         return len(self.inputs)
+
+    def program_under_test(self, program: str) -> str:
+        return "\n".join(part for part in (self.program_prefix, program, self.program_suffix) if part)
+
+    def visible_line_count(self, program: str) -> int:
+        """Lines of the program under test that come before the hidden suffix."""
+        return len("\n".join(part for part in (self.program_prefix, program) if part).split("\n"))
 
     def is_public(self, index: int) -> bool:
         return index < self.public
@@ -69,7 +83,17 @@ def parse_code_tests(ground_truth: Any) -> CodeTests:
         raise GroundTruthError(
             f"code ground truth: time_limit={time_limit!r} is not a positive number of seconds"
         )
-    return CodeTests(list(inputs), expected, fn_name, public, float(time_limit) if time_limit else None)
+    prefix, suffix = (_source(spec, key) for key in ("program_prefix", "program_suffix"))
+    return CodeTests(
+        list(inputs), expected, fn_name, public, float(time_limit) if time_limit else None, prefix, suffix
+    )
+
+
+def _source(spec: dict, key: str) -> str:
+    value = spec.get(key, "")
+    if not isinstance(value, str):
+        raise GroundTruthError(f"code ground truth: {key} must be Python source text")
+    return value
 
 
 def _load(ground_truth: Any) -> dict:

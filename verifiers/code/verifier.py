@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import re
 import threading
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -162,7 +163,7 @@ def verify_code(
     chunks = plan_chunks(len(tests), tests.public, workers or default_workers(), split_tests)
     jobs = [
         HarnessJob(
-            code=program,
+            code=tests.program_under_test(program),
             fn_name=tests.fn_name,
             inputs=tests.inputs[chunk.start : chunk.stop],
             first_index=chunk.start,
@@ -189,10 +190,7 @@ def summarize(
     compile_error = next((report.compile_error for report in reports if report.compile_error), None)
     if compile_error:
         return VerifierResult.failure(
-            "compile_error",
-            "The program does not compile:\n" + _tail(compile_error),
-            pred=program,
-            n_checks=n_tests,
+            "compile_error", _compile_feedback(compile_error, tests, program), pred=program, n_checks=n_tests
         )
     passed = sum(verdict.passed for verdict in verdicts.values())
     details = {"n_checks": n_tests, "n_passed": passed, "partial": passed / n_tests}
@@ -222,6 +220,15 @@ def summarize(
             "the failing tests are hidden."
         )
     return VerifierResult.failure(first.status, feedback, pred=program, **details)
+
+
+def _compile_feedback(compile_error: str, tests: CodeTests, program: str) -> str:
+    """The compiler's message, unless it points into the hidden suffix, whose source it would quote."""
+    if tests.program_suffix:
+        line = re.search(r"line (\d+)", compile_error)
+        if line is None or int(line[1]) > tests.visible_line_count(program):
+            return "The program does not compile: it ends inside an unfinished statement, string or bracket."
+    return "The program does not compile:\n" + _tail(compile_error)
 
 
 def _public_failure(tests: CodeTests, verdict: TestVerdict, time_limit: float) -> str:
