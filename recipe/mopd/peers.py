@@ -69,7 +69,8 @@ class PeerConfig:
     selection: str = "random"
     strip_thinking: bool = False
     use_feedback: bool = True
-    max_peer_tokens: int = 2048
+    # None: no per-peer cap (peers are at most one response long); the whole-prompt budget still applies.
+    max_peer_tokens: int | None = None
     max_prompt_tokens: int = 10240
     templates: PeerTemplates = field(default_factory=PeerTemplates)
     seed: int = 0
@@ -85,8 +86,10 @@ class PeerConfig:
         _check_choice("mode", self.mode, MODES)
         _check_choice("failure_condition", self.failure_condition, FAILURE_CONDITIONS)
         _check_choice("selection", self.selection, SELECTIONS)
-        for name in ("num_success", "num_failure", "max_peer_tokens", "max_prompt_tokens", "seed"):
+        for name in ("num_success", "num_failure", "max_prompt_tokens", "seed"):
             _check_int(name, getattr(self, name))
+        if self.max_peer_tokens is not None:
+            _check_int("max_peer_tokens", self.max_peer_tokens)
         for name in ("strip_thinking", "use_feedback"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
@@ -104,7 +107,7 @@ class PeerConfig:
             raise TypeError(f"success_threshold must be a number, got {self.success_threshold!r}")
         if not math.isfinite(self.success_threshold):
             raise ValueError(f"success_threshold must be finite, got {self.success_threshold}")
-        if self.max_peer_tokens < MIN_PEER_TOKENS:
+        if self.max_peer_tokens is not None and self.max_peer_tokens < MIN_PEER_TOKENS:
             raise ValueError(f"max_peer_tokens must be >= {MIN_PEER_TOKENS}, got {self.max_peer_tokens}")
         if self.max_prompt_tokens < MIN_PROMPT_TOKENS:
             raise ValueError(
@@ -159,6 +162,12 @@ class TeacherContext:
     num_tokens: int
 
 
+def is_valid_score(score: float | None) -> bool:
+    """A usable verifier score is a finite number. A rollout with a missing or NaN/inf score is neither a
+    success nor a failure peer, and its own sample gets a masked context."""
+    return score is not None and math.isfinite(float(score))
+
+
 def is_success(score: float, cfg: PeerConfig) -> bool:
     # NaN compares False, so a broken reward never passes as a success.
     return float(score) >= cfg.success_threshold
@@ -194,11 +203,12 @@ def select_peers(group: Sequence[GroupMember], i: int, cfg: PeerConfig, uid: str
     """Peers for rollout `i`: indices into `group`, in the order they are rendered, never `i` itself."""
     if not 0 <= i < len(group):
         raise IndexError(f"rollout index {i} out of range for a group of {len(group)}")
-    if cfg.mode == "none":
+    if cfg.mode == "none" or not is_valid_score(group[i].score):
+        # A rollout without a valid score is masked: it needs no peers.
         return PeerSelection(successes=[], failures=[])
     if cfg.selection == "shared":
         return _shared_selection(group, i, cfg, uid)
-    others = [j for j in range(len(group)) if j != i]
+    others = [j for j in range(len(group)) if j != i and is_valid_score(group[j].score)]
     success_pool = [j for j in others if is_success(group[j].score, cfg)]
     failure_pool = [j for j in others if not is_success(group[j].score, cfg)]
     successes = _pick(success_pool, cfg.num_success, group, cfg, uid, i, "success")
@@ -213,14 +223,17 @@ def _shared_selection(group: Sequence[GroupMember], i: int, cfg: PeerConfig, uid
     # prefixes with it, so the teacher's prefix cache computes each peer body about once per group.
     order = list(range(len(group)))
     _stable_rng(cfg, uid, -1, "shared").shuffle(order)
+    # Rollouts with an invalid score take no part: the selection runs on the valid ones, in the same order.
+    valid = [j for j in range(len(group)) if is_valid_score(group[j].score)]
+    local = {j: n for n, j in enumerate(valid)}
     successes, failures = shared_peer_selection(
-        [is_success(m.score, cfg) for m in group],
-        order,
+        [is_success(group[j].score, cfg) for j in valid],
+        [local[j] for j in order if j in local],
         cfg.num_success,
         cfg.num_failure if cfg.mode == "contrastive" else 0,
         failures_only_without_success=cfg.failure_condition == "when_no_success",
-    )[i]
-    return PeerSelection(successes=successes, failures=failures)
+    )[local[i]]
+    return PeerSelection(successes=[valid[n] for n in successes], failures=[valid[n] for n in failures])
 
 
 _THINK_BLOCK = re.compile(r"<think>.*?</think>\s*", re.DOTALL)
@@ -355,6 +368,9 @@ def _build(
             num_tokens=len(ids),
         )
 
+    if not is_valid_score(group[i].score):
+        # No verifier verdict: nothing says whether the teacher should pull this rollout up or down.
+        return plain_context(masked=True)
     selection = select_peers(group, i, cfg, uid)
     if cfg.mode == "none":
         return plain_context(masked=False)
@@ -400,7 +416,7 @@ def _build(
         return messages, _render(tokenizer, messages, chat_template_kwargs)
 
     full = [len(body.ids) for _, _, body in slots]
-    caps = [min(n, cfg.max_peer_tokens) for n in full]
+    caps = full if cfg.max_peer_tokens is None else [min(n, cfg.max_peer_tokens) for n in full]
     messages, ids = render(caps)
     if len(ids) > budget:
         _, skeleton_ids = render([0] * len(caps))
@@ -449,7 +465,7 @@ def build_teacher_context(
     """Teacher prompt for rollout `i` of `group`: the student's chat prompt whose last user message is
     extended with peer sections (and own feedback when no success peer exists) plus the closing line.
 
-    Peer bodies are cut to `max_peer_tokens` keeping their end; if the prompt still exceeds
+    Peer bodies are cut to `max_peer_tokens` (None: not cut) keeping their end; if the prompt still exceeds
     `max_prompt_tokens` the longest bodies are shortened first. The question, the closing instruction
     and the generation header are never cut; `TeacherContextOverflow` is raised when they alone overflow.
     """

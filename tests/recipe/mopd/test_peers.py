@@ -19,6 +19,7 @@ from recipe.mopd.peers import (
     build_group_contexts,
     build_teacher_context,
     is_success,
+    is_valid_score,
     select_peers,
     strip_thinking,
 )
@@ -90,7 +91,8 @@ def test_config_defaults_are_mopd_2s1f():
         1,
         "always",
     )
-    assert (cfg.max_peer_tokens, cfg.max_prompt_tokens) == (2048, 10240)
+    # No per-peer cap: peers are whole at the paper's sizes (4096-token responses), as released.
+    assert (cfg.max_peer_tokens, cfg.max_prompt_tokens) == (None, 10240)
     assert cfg.templates == PeerTemplates()
 
 
@@ -592,7 +594,7 @@ _MEMBER = st.builds(
     lambda text, n_ids, score, feedback: GroupMember(text, list(range(n_ids)), score, feedback),
     _TEXT,
     st.integers(0, 50),
-    st.sampled_from([0.0, 0.5, 1.0]),
+    st.sampled_from([0.0, 0.5, 1.0, 1.0, math.nan, math.inf, None]),
     st.one_of(st.just(""), _TEXT),
 )
 
@@ -609,7 +611,7 @@ def _configs(draw):
         selection=draw(st.sampled_from(["random", "shortest", "first"])),
         strip_thinking=draw(st.booleans()),
         use_feedback=draw(st.booleans()),
-        max_peer_tokens=draw(st.integers(16, 80)),
+        max_peer_tokens=draw(st.one_of(st.none(), st.integers(16, 80))),
         max_prompt_tokens=draw(st.one_of(st.integers(64, 160), st.integers(160, 600))),
         seed=draw(st.integers(0, 3)),
     )
@@ -628,16 +630,17 @@ def test_selection_properties(group, cfg, uid, data):
     chosen = sel.successes + sel.failures
     assert i not in chosen
     assert len(set(chosen)) == len(chosen)
+    assert all(is_valid_score(group[j].score) for j in chosen)
     assert all(is_success(group[j].score, cfg) for j in sel.successes)
     assert not any(is_success(group[j].score, cfg) for j in sel.failures)
     assert len(sel.successes) <= cfg.num_success and len(sel.failures) <= cfg.num_failure
     if cfg.mode != "contrastive" or (cfg.failure_condition == "when_no_success" and sel.successes):
         assert sel.failures == []
-    if cfg.mode == "none":
-        assert sel.successes == []
-    available = sum(is_success(m.score, cfg) for j, m in enumerate(group) if j != i)
-    if cfg.mode != "none":
-        assert len(sel.successes) == min(cfg.num_success, available)
+    if cfg.mode == "none" or not is_valid_score(group[i].score):
+        assert sel.successes == [] and sel.failures == []
+        return
+    available = sum(is_valid_score(m.score) and is_success(m.score, cfg) for j, m in enumerate(group) if j != i)
+    assert len(sel.successes) == min(cfg.num_success, available)
     assert select_peers(group, i, cfg, uid) == sel
 
 
@@ -672,6 +675,9 @@ def test_context_properties(chatml_tokenizer, group, cfg, question, uid, thinkin
     assert content.startswith(question)
     assert question in decode(tok, ctx.prompt_ids)
     assert (ctx.num_success_peers, ctx.num_failure_peers) == (len(sel.successes), len(sel.failures))
+    if not is_valid_score(group[i].score):
+        assert ctx.masked and ctx.messages == prompt and not ctx.used_feedback
+        return
     failed = group[i].score < cfg.success_threshold
     has_feedback = failed and bool(group[i].feedback.strip()) and cfg.use_feedback and not sel.successes
     assert ctx.used_feedback == (has_feedback and cfg.mode != "none")
@@ -693,3 +699,45 @@ def test_successful_rollout_never_gets_the_unsuccessful_attempt_feedback(chatml_
     assert not lone_success.used_feedback and lone_success.masked
     failed = build_teacher_context(chatml_tokenizer, [{"role": "user", "content": "Q?"}], group, 1, cfg, "u")
     assert failed.num_success_peers == 1 and not failed.used_feedback
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Invalid scores and the per-peer cap
+
+
+@pytest.mark.parametrize("bad", [math.nan, math.inf, -math.inf, None])
+def test_invalid_scores_are_neither_success_nor_failure_peers(bad):
+    assert not is_valid_score(bad) and is_valid_score(0.0) and is_valid_score(np.float32(1.0))
+    group = make_group([1.0, bad, 0.0, 1.0, bad, 0.0])
+    for selection in ("first", "random", "shortest"):
+        cfg = PeerConfig(selection=selection, num_success=3, num_failure=3)
+        for i in (0, 2, 3, 5):
+            sel = select_peers(group, i, cfg, "u")
+            assert 1 not in sel.successes + sel.failures and 4 not in sel.successes + sel.failures
+            assert sorted(sel.successes + sel.failures) == sorted({0, 2, 3, 5} - {i})
+
+
+@pytest.mark.parametrize("mode", ["contrastive", "positive", "none"])
+def test_a_rollout_with_an_invalid_score_is_masked_in_every_mode(chatml_tokenizer, mode):
+    group = make_group([1.0, math.nan, 0.0, 1.0], {1: "Test 3 failed"})
+    cfg = PeerConfig(mode=mode, num_success=1, num_failure=1 if mode == "contrastive" else 0)
+    contexts = build_group_contexts(chatml_tokenizer, PROMPT, group, cfg, "u")
+    assert contexts[1].masked and contexts[1].messages == PROMPT and not contexts[1].used_feedback
+    assert not any(contexts[i].masked for i in (0, 2, 3))
+
+
+def test_without_a_peer_cap_a_response_length_peer_stays_whole(chatml_tokenizer):
+    group = [member("mine", 0.0), member(LONG_BODY, 1.0), member("short failure", 0.0)]
+    assert len(chatml_tokenizer.encode(LONG_BODY, add_special_tokens=False)) > 300
+    ctx = build_teacher_context(chatml_tokenizer, PROMPT, group, 0, PeerConfig(selection="first"), "u")
+    assert not ctx.truncated and LONG_BODY in ctx.messages[-1]["content"]
+    # The whole-prompt budget still cuts peers, never the question, closing line or header.
+    tight = build_teacher_context(
+        chatml_tokenizer, PROMPT, group, 0, PeerConfig(selection="first", max_prompt_tokens=200), "u", NO_THINK
+    )
+    content = tight.messages[-1]["content"]
+    assert tight.truncated and tight.num_tokens <= 200
+    assert content.startswith(QUESTION) and content.endswith(CLOSING)
+    assert tight.prompt_ids[-len(header_ids(chatml_tokenizer, **NO_THINK)) :] == header_ids(
+        chatml_tokenizer, **NO_THINK
+    )
