@@ -121,6 +121,14 @@ class _MOPDAgentLoopWorker(AgentLoopWorkerTQ.__ray_actor_class__):
             outputs=outputs,
             chat_template_kwargs=self.chat_template_kwargs,
         )
+        invalid = [i for i, result in enumerate(scored) if result.diagnostics["invalid_score"]]
+        if invalid:
+            sessions = sorted(group.arrived)
+            logger.warning(
+                f"MOPD group uid={uid}: session(s) {[sessions[i] for i in invalid]} of {len(outputs)} have a missing "
+                f"or non-finite verifier score ({[outputs[i].reward_score for i in invalid]}); they are neither "
+                "success nor failure peers and their own samples are masked out of the distillation loss"
+            )
         for out, result in zip(outputs, scored):
             if result.teacher_prompt_ids is not None:
                 out.extra_fields[TEACHER_PROMPT_FIELD] = result.teacher_prompt_ids

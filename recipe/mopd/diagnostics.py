@@ -32,6 +32,8 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
         "mopd/with_failure_peer_frac": fraction(lambda d: d["failure_peers"] > 0),
         "mopd/feedback_frac": fraction(lambda d: d["used_feedback"]),
         "mopd/masked_frac": fraction(lambda d: d["masked"]),
+        # Rollouts whose verifier score was missing or not finite (masked, never a peer).
+        "mopd/invalid_score_frac": fraction(lambda d: d.get("invalid_score", False)),
         "mopd/truncated_frac": fraction(lambda d: d["truncated"]),
         "mopd/teacher_prompt_tokens/mean": float(teacher_tokens.mean()),
         "mopd/teacher_prompt_tokens/max": float(teacher_tokens.max()),
@@ -44,7 +46,7 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
         ),
     }
     # An in-engine teacher (ema/ref) runs only inside the actor update: its rollouts carry no signal.
-    scored = [d for d in diagnostics if "signal" in d]
+    scored = [d for d in diagnostics if "signal" in d and not d.get("invalid_score", False)]
     if not scored:
         return metrics
     metrics["mopd/signal/mean"] = float(np.mean([d["signal"] for d in scored]))

@@ -12,6 +12,7 @@ carries its teacher prompt ids to the actor update, where `engine_teacher` runs 
 from __future__ import annotations
 
 import asyncio
+import math
 from dataclasses import dataclass
 from typing import Any
 from uuid import uuid4
@@ -19,7 +20,7 @@ from uuid import uuid4
 import torch
 
 from recipe.mopd.alignment import response_logprobs_from_rows, teacher_rows_to_student_layout
-from recipe.mopd.peers import GroupMember, build_group_contexts
+from recipe.mopd.peers import GroupMember, build_group_contexts, is_valid_score
 from recipe.mopd.prefix_sharing import new_prefix_tokens
 from recipe.mopd.settings import ENGINE_TEACHERS, MOPDSettings
 
@@ -123,7 +124,8 @@ async def score_group(
         GroupMember(
             response_text=tokenizer.decode(out.response_ids, skip_special_tokens=True),
             response_ids=list(out.response_ids),
-            score=float(out.reward_score if out.reward_score is not None else 0.0),
+            # A missing score is no verdict (NaN), not a failure: see peers.is_valid_score.
+            score=math.nan if out.reward_score is None else float(out.reward_score),
             feedback=_feedback(out),
         )
         for out in outputs
@@ -148,6 +150,7 @@ async def score_group(
         diagnostics = {
             "uid": str(uid),
             "score": member.score,
+            "invalid_score": not is_valid_score(member.score),
             "success_peers": ctx.num_success_peers,
             "failure_peers": ctx.num_failure_peers,
             "used_feedback": bool(ctx.used_feedback),
