@@ -33,6 +33,8 @@ MALFORMED_FIELD = "malformed field"
 
 SCIENCE_ANSWER = re.compile(r"[A-Z]|True|False")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
+TOOL_CALL_REQUIRED = {"name", "arguments"}
+TOOL_CALL_KEYS = TOOL_CALL_REQUIRED | {"allowed"}
 
 
 @dataclass(frozen=True)
@@ -152,10 +154,13 @@ def tool_ground_truth_problem(ground_truth: str) -> str | None:
     if not isinstance(calls, list) or not calls:
         return "not a non-empty list of calls"
     for position, call in enumerate(calls):
-        if not isinstance(call, dict) or set(call) != {"name", "arguments"}:
-            return f"call {position} is not {{name, arguments}}"
+        if not isinstance(call, dict) or not TOOL_CALL_REQUIRED <= set(call) <= TOOL_CALL_KEYS:
+            return f"call {position} is not {{name, arguments[, allowed]}}"
         if not _is_nonempty_text(call["name"]) or not isinstance(call["arguments"], dict):
             return f"call {position} needs a tool name and an arguments object"
+        allowed = call.get("allowed", {})
+        if not isinstance(allowed, dict) or not all(isinstance(v, list) and v for v in allowed.values()):
+            return f"call {position}: allowed must map each argument to a non-empty list of values"
     return None
 
 

@@ -9,6 +9,13 @@ multiset and every gold call has its own predicted call with equal arguments. Va
 after normalisation: "5" equals 5 and 3.0 equals 3 (`coerce_types`), surrounding and repeated
 whitespace is ignored (`normalize_whitespace`), case matters unless `case_sensitive=False`, and an
 argument whose value is null or "" counts as absent.
+
+A gold call may also carry `allowed`, BFCL's possible-answer form: `{argument: [accepted values]}`, where
+"" among the values means the argument may be left out, and a dict value maps its own keys to accepted
+values the same way. Such a call matches a predicted call with the same name whose every argument is
+one of its accepted values, and which leaves out only arguments that may be left out; its `arguments`
+(one accepted combination) then serve only as an example. Calls are paired by a maximum matching, so
+the order of calls never matters.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ class CallFormatError(ValueError):
 class ToolCall:
     name: str
     arguments: dict[str, Any]
+    allowed: dict[str, list] | None = None
 
 
 @dataclass(frozen=True)
@@ -163,15 +171,88 @@ def gold_calls(ground_truth: Any) -> list[ToolCall]:
             raise GroundTruthError(f"tool ground truth call {position} has no tool name")
         try:
             parsed.append(
-                ToolCall(call["name"].strip(), _as_arguments(call.get("arguments", {}), call["name"]))
+                ToolCall(
+                    call["name"].strip(),
+                    _as_arguments(call.get("arguments", {}), call["name"]),
+                    _allowed_values(call.get("allowed"), position),
+                )
             )
         except CallFormatError as error:
             raise GroundTruthError(f"tool ground truth call {position}: {error}") from None
     return parsed
 
 
+def _allowed_values(allowed: Any, position: int) -> dict[str, list] | None:
+    if allowed is None:
+        return None
+    if not isinstance(allowed, Mapping) or not all(
+        isinstance(values, list) and values for values in allowed.values()
+    ):
+        raise GroundTruthError(
+            f"tool ground truth call {position}: 'allowed' must map each argument to a non-empty list"
+        )
+    return dict(allowed)
+
+
+def _may_be_absent(value: Any) -> bool:
+    return value is None or value == ""
+
+
+def _value_accepted(accepted: Any, value: Any, rules: Normalization) -> bool:
+    if isinstance(accepted, dict) and all(isinstance(item, list) for item in accepted.values()):
+        return isinstance(value, dict) and not _allowed_differences(accepted, value, rules)
+    if isinstance(accepted, list) and any(isinstance(item, dict) for item in accepted):
+        return (
+            isinstance(value, list)
+            and len(value) == len(accepted)
+            and all(_value_accepted(item, given, rules) for item, given in zip(accepted, value))
+        )
+    return canonical(accepted, rules) == canonical(value, rules)
+
+
+def _allowed_differences(allowed: Mapping[str, list], arguments: Mapping, rules: Normalization) -> list[str]:
+    """Which argument names break `allowed`, never the accepted values."""
+    given = {key: value for key, value in arguments.items() if not _may_be_absent(canonical(value, rules))}
+    notes = [f"unexpected argument '{key}'" for key in given if key not in allowed]
+    for key, accepted in allowed.items():
+        if key not in given:
+            if not any(_may_be_absent(value) for value in accepted):
+                notes.append(f"missing argument '{key}'")
+        elif not any(
+            _value_accepted(value, given[key], rules) for value in accepted if not _may_be_absent(value)
+        ):
+            notes.append(f"wrong value for '{key}'")
+    return notes
+
+
+def _matches(gold: ToolCall, pred: ToolCall, rules: Normalization) -> bool:
+    if gold.allowed is None:
+        return _call_key(gold, rules) == _call_key(pred, rules)
+    return gold.name == pred.name and not _allowed_differences(gold.allowed, pred.arguments, rules)
+
+
+def _matched_count(golds: list[ToolCall], preds: list[ToolCall], rules: Normalization) -> int:
+    """Size of a maximum matching of gold to predicted calls (Kuhn's augmenting paths): with `allowed`,
+    one predicted call may fit several gold calls, so first-fit pairing can miss a full match."""
+    fits = [[j for j, pred in enumerate(preds) if _matches(gold, pred, rules)] for gold in golds]
+    owner: dict[int, int] = {}
+
+    def assign(i: int, seen: set[int]) -> bool:
+        for j in fits[i]:
+            if j not in seen:
+                seen.add(j)
+                if j not in owner or assign(owner[j], seen):
+                    owner[j] = i
+                    return True
+        return False
+
+    return sum(assign(i, set()) for i in range(len(golds)))
+
+
 def _argument_differences(gold: ToolCall, pred: ToolCall, rules: Normalization) -> list[str]:
     """Which argument names differ, never their gold values."""
+    if gold.allowed is not None:
+        return _allowed_differences(gold.allowed, pred.arguments, rules)
     gold_args, pred_args = canonical(gold.arguments, rules), canonical(pred.arguments, rules)
     notes = [f"missing argument '{key}'" for key in gold_args if key not in pred_args]
     notes += [f"unexpected argument '{key}'" for key in pred_args if key not in gold_args]
@@ -211,8 +292,7 @@ def _unmatched(golds: list[ToolCall], preds: list[ToolCall], rules: Normalizatio
     remaining = list(preds)
     unmatched_gold = []
     for gold in golds:
-        key = _call_key(gold, rules)
-        match = next((pred for pred in remaining if _call_key(pred, rules) == key), None)
+        match = next((pred for pred in remaining if _matches(gold, pred, rules)), None)
         if match is None:
             unmatched_gold.append(gold)
         else:
@@ -259,19 +339,15 @@ def verify_tool(
             n_checks=len(golds),
         )
 
-    gold_keys, pred_keys = (
-        Counter(_call_key(c, rules) for c in golds),
-        Counter(_call_key(c, rules) for c in preds),
-    )
     gold_names, pred_names = Counter(c.name for c in golds), Counter(c.name for c in preds)
-    matched_calls = sum((gold_keys & pred_keys).values())
+    matched_calls = _matched_count(golds, preds, rules)
     name_overlap = sum((gold_names & pred_names).values()) / max(1, sum((gold_names | pred_names).values()))
     details = {
         "partial": (name_overlap + matched_calls / max(1, len(golds), len(preds))) / 2,
         "n_checks": len(golds),
         "n_passed": matched_calls,
     }
-    if gold_keys == pred_keys:
+    if matched_calls == len(golds) == len(preds):
         return VerifierResult.success(pred=pred_summary, **details)
     reason = "wrong_tools" if gold_names != pred_names else "wrong_arguments"
     return VerifierResult.failure(reason, _feedback(golds, preds, rules), pred=pred_summary, **details)
