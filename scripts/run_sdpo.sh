@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # SDPO-like baseline: positive peer imitation with one successful peer, verifier feedback when none
-# succeeded (per domain, see the library), otherwise MOPD's setup unchanged.
+# succeeded (per domain, see the library), otherwise MOPD's setup (teacher, loss, sizes) unchanged.
 # DOMAIN=code|math|science|tool, MODEL=qwen3_4b|qwen3_8b; every other knob is an environment variable
 # read by scripts/lib/mopd_common.sh. Extra arguments are appended as hydra overrides; --dry-run prints
 # the command instead of running it.

@@ -1,7 +1,10 @@
 # shellcheck shell=bash
 # Shared body of scripts/run_{mopd,opd,sdpo,grpo}.sh: one method x DOMAIN x MODEL on vLLM, with the
 # paper's sizes for every method (32 prompts x 8 rollouts, lr 1e-5, response 4096, teacher prompt budget
-# 10240, thinking off, validation n=8 T=0.6 top_p=0.95), so runs differ only in what the method changes.
+# 10240, thinking off, validation n=8 T=0.6 top_p=0.95, token-level rollout-mismatch weight capped at 2),
+# so runs differ only in what the method changes. The distillation methods default to the released MOPD
+# objective: EMA self-teacher (rate 0.05 per optimizer step) inside the actor, JSD(alpha 0.5) over the
+# student's top-100 + tail; TEACHER=ref|live|frozen pick another teacher with the loss it supports.
 #
 #   mopd_launch METHOD [--dry-run] [hydra overrides...]
 #
@@ -24,7 +27,7 @@ mopd_launch() {
 
     DOMAIN=${DOMAIN:-code}
     MODEL=${MODEL:-qwen3_4b}
-    TEACHER=${TEACHER:-live}
+    TEACHER=${TEACHER:-ema}
     DATA_DIR=${DATA_DIR:-$HOME/data/mopd}
     SCIENCE_DOMAIN=${SCIENCE_DOMAIN:-biology}
 
@@ -66,6 +69,29 @@ mopd_launch() {
         *) mopd_die "DOMAIN must be code, math, science or tool (got '$DOMAIN')" ;;
     esac
 
+    # ema/ref run inside the actor and see the student's logits: the released loss. live/frozen score on
+    # servers, which return the teacher's log-probs of given tokens only: the sampled-token reverse KL
+    # (mopd_k1) as a policy gradient; LOSS=mopd_jsd uses their top-k instead.
+    local default_loss
+    case "$TEACHER" in
+        ema | ref) default_loss=mopd_jsd_student_topk ;;
+        live | frozen) default_loss=mopd_k1 ;;
+        *) mopd_die "TEACHER must be ema, ref, live or frozen (got '$TEACHER')" ;;
+    esac
+    LOSS=${LOSS:-$default_loss}
+    case "$LOSS" in
+        mopd_jsd_student_topk)
+            [[ "$TEACHER" == ema || "$TEACHER" == ref ]] ||
+                mopd_die "LOSS=mopd_jsd_student_topk needs the student's logits: TEACHER=ema or ref (got '$TEACHER')"
+            ;;
+        mopd_k1 | mopd_jsd) ;;
+        *) mopd_die "LOSS must be mopd_jsd_student_topk, mopd_jsd or mopd_k1 (got '$LOSS')" ;;
+    esac
+    local policy_gradient=false
+    if [[ "$LOSS" == mopd_k1 ]]; then
+        policy_gradient=true
+    fi
+
     local default_mode default_success=2
     case "$method" in
         mopd) default_mode=contrastive ;;
@@ -90,9 +116,17 @@ mopd_launch() {
     MAX_PROMPT=${MAX_PROMPT:-2048}
     MAX_RESPONSE=${MAX_RESPONSE:-4096}
     TEACHER_PROMPT=${TEACHER_PROMPT:-10240}
-    # The live teacher scores [teacher prompt ; response] on the rollout servers, so their context must
-    # hold the longest teacher input, not just the student's prompt + response.
-    CONTEXT=${CONTEXT:-$((TEACHER_PROMPT + MAX_RESPONSE + 64))}
+    EMA_RATE=${EMA_RATE:-0.05}
+    JSD_ALPHA=${JSD_ALPHA:-0.5}
+    TOPK=${TOPK:-100}
+    IS_THRESHOLD=${IS_THRESHOLD:-2.0}
+    # Server-side teachers score [teacher prompt ; response], so their context must hold the longest
+    # teacher input; the live teacher does so on the rollout servers themselves.
+    local teacher_context=$((TEACHER_PROMPT + MAX_RESPONSE + 64)) default_context=$((MAX_PROMPT + MAX_RESPONSE))
+    if [[ "$TEACHER" == live && "$method" != grpo ]]; then
+        default_context=$teacher_context
+    fi
+    CONTEXT=${CONTEXT:-$default_context}
     # Tokens per micro-batch under dynamic batching (the released MOPD runs used 18944 per GPU).
     TOKENS_PER_GPU=${TOKENS_PER_GPU:-$((TEACHER_PROMPT + MAX_RESPONSE))}
     TP=${TP:-2}
@@ -117,7 +151,7 @@ mopd_launch() {
     EXPERIMENT=${EXPERIMENT:-$run_name}
 
     case "$TEACHER" in
-        live) N_GPUS=${N_GPUS:-$GPUS_PER_NODE} ;;
+        ema | ref | live) N_GPUS=${N_GPUS:-$GPUS_PER_NODE} ;;
         frozen)
             [[ "$method" != grpo ]] || mopd_die "TEACHER=frozen has no meaning for GRPO (no teacher)"
             # Without dedicated teacher nodes the pool takes half of the trainer's node: the trainer's
@@ -130,7 +164,6 @@ mopd_launch() {
             # The teacher pool's GPUs hold nothing but the teacher's weights and KV cache.
             TEACHER_GPU_MEM=${TEACHER_GPU_MEM:-0.8}
             ;;
-        *) mopd_die "TEACHER must be live or frozen (got '$TEACHER')" ;;
     esac
 
     local data=(
@@ -184,17 +217,27 @@ mopd_launch() {
             algorithm.adv_estimator=grpo
             algorithm.norm_adv_by_std_in_grpo=false
             actor_rollout_ref.actor.clip_ratio_high=0.28
-            algorithm.rollout_correction.rollout_is=token
         )
     else
         method_args=(
             mopd.teacher="$TEACHER"
+            distillation.distillation_loss.loss_mode="$LOSS"
+            distillation.distillation_loss.use_policy_gradient="$policy_gradient"
+            distillation.distillation_loss.topk="$TOPK"
+            mopd.jsd_alpha="$JSD_ALPHA"
+            mopd.is_clip=2.0
             mopd.mode="$MODE"
             mopd.num_success="$NUM_SUCCESS"
             mopd.num_failure="$NUM_FAILURE"
             mopd.use_feedback="$FEEDBACK"
             mopd.max_prompt_tokens="$TEACHER_PROMPT"
         )
+        if [[ "$TEACHER" == ema ]]; then
+            method_args+=(mopd.ema_rate="$EMA_RATE")
+        fi
+        if [[ "$TEACHER" == ref && -n "${TEACHER_MODEL_PATH:-}" ]]; then
+            method_args+=(distillation.teacher_models.teacher_model.model_path="$TEACHER_MODEL_PATH")
+        fi
         if [[ "$TEACHER" == frozen ]]; then
             local teacher=distillation.teacher_models.teacher_model
             method_args+=(
@@ -203,8 +246,8 @@ mopd_launch() {
                 "$teacher.model_path=$TEACHER_MODEL_PATH"
                 "$teacher.inference.tensor_model_parallel_size=$TEACHER_TP"
                 "$teacher.inference.gpu_memory_utilization=$TEACHER_GPU_MEM"
-                "$teacher.inference.max_model_len=$CONTEXT"
-                "$teacher.inference.max_num_batched_tokens=$CONTEXT"
+                "$teacher.inference.max_model_len=$teacher_context"
+                "$teacher.inference.max_num_batched_tokens=$teacher_context"
             )
         fi
     fi
@@ -219,8 +262,13 @@ mopd_launch() {
         trainer.logger="$LOGGER"
     )
 
+    # The released runs weight every token's loss by min(pi_old / pi_rollout, 2) (verl's token-level TIS).
+    local correction=(
+        algorithm.rollout_correction.rollout_is=token
+        algorithm.rollout_correction.rollout_is_threshold="$IS_THRESHOLD"
+    )
     local command=("$PYTHON" -m recipe.mopd.main_mopd "${data[@]}" "${model[@]}" "${actor[@]}" "${rollout[@]}"
-        "${method_args[@]}" "${trainer[@]}" "$@")
+        "${correction[@]}" "${method_args[@]}" "${trainer[@]}" "$@")
     if ((dry_run)); then
         printf '%q ' "${command[@]}"
         printf '\n'

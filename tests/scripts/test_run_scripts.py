@@ -1,6 +1,7 @@
 """The GPU run scripts are checked on CPU: every method x domain x model's --dry-run command is built into
 the full config (see conftest.py) and must pass verl's validation and the recipe's preflight checks that
-do not need the model or data files, with the paper's settings in place."""
+do not need the model or data files, with the paper's settings in place: by default the released MOPD
+objective (EMA self-teacher 0.05, JSD 0.5 over the student's top-100 + tail, rollout-mismatch weight)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,13 @@ DATA_FILES = {
 # Verifier feedback can give the gold answer away on science (2-choice questions) and tool use.
 FEEDBACK = {"code": True, "math": True, "science": False, "tool": False}
 PEERS = {"mopd": ("contrastive", 2), "sdpo": ("positive", 1), "opd": ("none", 2)}
+# The loss each teacher supports by default, and whether it is trained as a policy gradient.
+TEACHER_LOSS = {
+    "ema": ("mopd_jsd_student_topk", False),
+    "ref": ("mopd_jsd_student_topk", False),
+    "live": ("mopd_k1", True),
+    "frozen": ("mopd_k1", True),
+}
 
 
 def dry_run(method: str, *args: str, **env: str) -> subprocess.CompletedProcess:
@@ -59,6 +67,16 @@ def assert_paper_settings(config) -> None:
     assert config.data.apply_chat_template_kwargs.enable_thinking is False
     val = config.actor_rollout_ref.rollout.val_kwargs
     assert (val.n, val.temperature, val.top_p, val.do_sample) == (8, 0.6, 0.95, True)
+    correction = config.algorithm.rollout_correction
+    assert (correction.rollout_is, float(correction.rollout_is_threshold)) == ("token", 2.0)
+
+
+def assert_released_objective(config) -> None:
+    assert (config.mopd.teacher, config.mopd.ema_rate) == ("ema", 0.05)
+    loss = config.distillation.distillation_loss
+    assert (loss.loss_mode, loss.use_policy_gradient, loss.topk) == ("mopd_jsd_student_topk", False, 100)
+    assert (config.mopd.jsd_alpha, config.mopd.jsd_topk, config.mopd.is_clip) == (0.5, 100, 2.0)
+    assert config.actor_rollout_ref.actor.loss_agg_mode == "token-mean"
 
 
 @pytest.mark.parametrize(("method", "domain", "model"), list(itertools.product(METHODS, DOMAINS, MODELS)))
@@ -80,9 +98,75 @@ def test_run_script_config_passes_verl_validation(trainer_config, method, domain
     mode, num_success = PEERS[method]
     assert config.distillation.enabled is True
     assert config.trainer.v1.trainer_mode == "mopd_sync"
-    assert (config.mopd.teacher, config.mopd.mode, config.mopd.num_success) == ("live", mode, num_success)
+    assert (config.mopd.mode, config.mopd.num_success) == (mode, num_success)
+    assert_released_objective(config)
     assert config.mopd.use_feedback is FEEDBACK[domain]
     assert config.mopd.max_prompt_tokens == 10240
+    assert config.mopd.max_peer_tokens is None
+
+
+def test_run_mopd_dry_run_prints_the_paper_configuration_without_any_variable():
+    completed = subprocess.run(
+        ["bash", str(REPO / "scripts/run_mopd.sh"), "--dry-run"],
+        check=True,
+        capture_output=True,
+        text=True,
+        env={"HOME": "/tmp", "PATH": "/usr/bin:/bin"},
+    )
+    printed = set(shlex.split(completed.stdout))
+    assert {
+        "mopd.teacher=ema",
+        "mopd.ema_rate=0.05",
+        "distillation.distillation_loss.loss_mode=mopd_jsd_student_topk",
+        "distillation.distillation_loss.use_policy_gradient=false",
+        "distillation.distillation_loss.topk=100",
+        "mopd.jsd_alpha=0.5",
+        "mopd.is_clip=2.0",
+        "algorithm.rollout_correction.rollout_is=token",
+        "algorithm.rollout_correction.rollout_is_threshold=2.0",
+        "mopd.mode=contrastive",
+        "mopd.num_success=2",
+        "mopd.num_failure=1",
+    } <= printed
+
+
+@pytest.mark.parametrize("method", ["mopd", "opd", "sdpo"])
+@pytest.mark.parametrize("teacher", list(TEACHER_LOSS))
+def test_every_teacher_is_accepted_with_the_loss_it_supports(trainer_config, method, teacher):
+    env = {"TEACHER": teacher}
+    if teacher == "frozen":
+        env["TEACHER_MODEL_PATH"] = "Qwen/Qwen3-8B"
+    config = trainer_config(overrides(method, **env))
+    loss = config.distillation.distillation_loss
+    assert config.mopd.teacher == teacher
+    assert (loss.loss_mode, loss.use_policy_gradient) == TEACHER_LOSS[teacher]
+    assert config.trainer.experiment_name.endswith(f"_{method}_{teacher}")
+    # Only the live teacher scores on the rollout servers, which must then hold whole teacher inputs.
+    context = config.actor_rollout_ref.rollout.max_model_len
+    assert context >= 10240 + 4096 + 1 if teacher == "live" else context == 2048 + 4096
+    if teacher == "ema":
+        assert config.mopd.ema_rate == 0.05
+
+
+def test_baselines_share_the_teacher_and_loss_so_only_the_context_differs(trainer_config):
+    configs = {method: trainer_config(overrides(method)) for method in ("mopd", "sdpo", "opd")}
+    distillation = {m: OmegaConf.to_container(c.distillation) for m, c in configs.items()}
+    teachers = {
+        m: (c.mopd.teacher, c.mopd.ema_rate, c.mopd.jsd_alpha, c.mopd.is_clip) for m, c in configs.items()
+    }
+    assert distillation["mopd"] == distillation["sdpo"] == distillation["opd"]
+    assert teachers["mopd"] == teachers["sdpo"] == teachers["opd"]
+    assert {m: (c.mopd.mode, c.mopd.num_success) for m, c in configs.items()} == {
+        "mopd": ("contrastive", 2),
+        "sdpo": ("positive", 1),
+        "opd": ("none", 2),
+    }
+
+
+def test_a_loss_can_be_chosen_for_a_server_teacher(trainer_config):
+    config = trainer_config(overrides("mopd", TEACHER="live", LOSS="mopd_jsd"))
+    loss = config.distillation.distillation_loss
+    assert (loss.loss_mode, loss.use_policy_gradient) == ("mopd_jsd", False)
 
 
 @pytest.mark.parametrize("method", ["mopd", "opd", "sdpo"])
@@ -126,7 +210,7 @@ def test_environment_and_extra_arguments_override_the_defaults(trainer_config):
     assert config.mopd.selection == "shortest"
     assert config.actor_rollout_ref.actor.optim.lr == 2e-6
     assert config.trainer.total_training_steps == 7
-    assert config.trainer.experiment_name == "qwen3_4b_science-chemistry_sdpo_live"
+    assert config.trainer.experiment_name == "qwen3_4b_science-chemistry_sdpo_ema"
 
 
 @pytest.mark.parametrize(
@@ -134,7 +218,9 @@ def test_environment_and_extra_arguments_override_the_defaults(trainer_config):
     [
         ("mopd", {"DOMAIN": "vision"}, "DOMAIN must be"),
         ("mopd", {"MODEL": "llama"}, "MODEL must be"),
-        ("opd", {"TEACHER": "ema"}, "TEACHER must be"),
+        ("opd", {"TEACHER": "teacher_pool"}, "TEACHER must be"),
+        ("mopd", {"TEACHER": "live", "LOSS": "mopd_jsd_student_topk"}, "needs the student's logits"),
+        ("sdpo", {"LOSS": "forward_kl_topk"}, "LOSS must be"),
         ("grpo", {"TEACHER": "frozen"}, "no meaning for GRPO"),
     ],
 )
