@@ -121,7 +121,7 @@ def test_cluster_comes_up_then_driver_runs_on_the_head_then_ray_stops(sbatch, tr
     assert argv[-1] == "trainer.total_training_steps=3"
     config = trainer_config(argv[2:])
     assert (config.trainer.nnodes, config.trainer.n_gpus_per_node) == (3, 8)
-    assert config.mopd.teacher == "live" and config.distillation.nnodes == 0
+    assert config.mopd.teacher == "ema" and config.distillation.nnodes == 0
     assert config.actor_rollout_ref.model.path == "Qwen/Qwen3-8B"
 
 
