@@ -20,7 +20,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pyarrow as pa
 import pyarrow.parquet as pq
+
+from verifiers.code.tests_spec import parse_code_tests
+from verifiers.errors import GroundTruthError
 
 VERIFIERS = ("math", "code", "science", "tool")
 CHAT_ROLES = ("system", "user", "assistant")
@@ -93,48 +97,12 @@ def math_ground_truth_problem(ground_truth: str) -> str | None:
     return None
 
 
-def _functional_values_problem(position: int, test_input: str, test_output: str) -> str | None:
-    try:
-        for line in test_input.split("\n"):
-            json.loads(line)
-        json.loads(test_output)
-    except json.JSONDecodeError:
-        return f"test {position} of a call-based problem is not newline-separated JSON"
-    return None
-
-
 def code_ground_truth_problem(ground_truth: str) -> str | None:
+    """The code verifier's own reading of the test spec, so the two never disagree on a row."""
     try:
-        tests = json.loads(ground_truth)
-    except json.JSONDecodeError:
-        return "not JSON"
-    if not isinstance(tests, dict):
-        return "not a JSON object"
-    inputs, outputs = tests.get("inputs"), tests.get("outputs")
-    if not isinstance(inputs, list) or not isinstance(outputs, list) or len(inputs) != len(outputs):
-        return "inputs and outputs must be lists of equal length"
-    if not inputs:
-        return "no tests"
-    if not all(isinstance(value, str) for value in inputs + outputs):
-        return "every test input and output must be a string"
-    fn_name = tests.get("fn_name")
-    if fn_name is not None and not (isinstance(fn_name, str) and IDENTIFIER.fullmatch(fn_name)):
-        return f"fn_name {fn_name!r} is neither null nor an identifier"
-    public = tests.get("public", 0)
-    if isinstance(public, bool) or not isinstance(public, int) or not 0 <= public <= len(inputs):
-        return f"public={public!r} is not a count of leading tests"
-    if "time_limit" in tests:
-        time_limit = tests["time_limit"]
-        if isinstance(time_limit, bool) or not isinstance(time_limit, int | float) or time_limit <= 0:
-            return f"time_limit={time_limit!r} is not a positive number of seconds"
-    for key in ("program_prefix", "program_suffix"):
-        if not isinstance(tests.get(key, ""), str):
-            return f"{key} is not Python source text"
-    if fn_name is not None:
-        for position, (test_input, test_output) in enumerate(zip(inputs, outputs)):
-            problem = _functional_values_problem(position, test_input, test_output)
-            if problem:
-                return problem
+        parse_code_tests(ground_truth)
+    except GroundTruthError as error:
+        return str(error).removeprefix("code ground truth: ")
     return None
 
 
@@ -223,9 +191,30 @@ def validate_row(row: Mapping, index: int | None = None) -> list[RowProblem]:
     return problems
 
 
+class UnreadableFileError(ValueError):
+    """The file is missing, empty or not parquet; the message names the file and the problem."""
+
+
+def read_rows(path: Path) -> list[dict]:
+    """Rows of a verl parquet file. Raises UnreadableFileError (one line, naming `path`)."""
+    if not path.exists():
+        raise UnreadableFileError(f"{path}: no such file")
+    if path.is_dir():
+        raise UnreadableFileError(f"{path}: is a directory, not a parquet file")
+    try:
+        if path.stat().st_size == 0:
+            raise UnreadableFileError(f"{path}: empty file (0 bytes), not a parquet file")
+        return pq.read_table(path).to_pylist()
+    except (OSError, pa.ArrowException) as error:
+        detail = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise UnreadableFileError(f"{path}: cannot read as parquet ({detail})") from None
+
+
 def validate_file(path: Path) -> tuple[int, list[RowProblem]]:
-    """(number of rows, problems) for a verl parquet file; indices are row positions in the file."""
-    rows = pq.read_table(path).to_pylist()
+    """(number of rows, problems) for a verl parquet file; indices are row positions in the file.
+
+    Raises UnreadableFileError for a missing, empty or non-parquet file."""
+    rows = read_rows(path)
     problems = [problem for position, row in enumerate(rows) for problem in validate_row(row, position)]
     return len(rows), problems
 
@@ -236,7 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     failed = False
     for path in args.files:
-        row_count, problems = validate_file(path)
+        try:
+            row_count, problems = validate_file(path)
+        except UnreadableFileError as error:
+            print(error)
+            failed = True
+            continue
         bad_rows = len({problem.index for problem in problems})
         print(f"{path}: {row_count} rows, {row_count - bad_rows} valid, {bad_rows} invalid")
         for reason, count in sorted(Counter(problem.reason for problem in problems).items()):

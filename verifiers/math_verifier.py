@@ -11,6 +11,7 @@ import numbers
 import os
 import re
 import threading
+import unicodedata
 from collections import OrderedDict
 from collections.abc import Mapping
 from fractions import Fraction
@@ -20,6 +21,7 @@ from verifiers.errors import GroundTruthError
 from verifiers.math_pool import MathCheck, shared_pool
 from verifiers.registry import register_verifier
 from verifiers.result import VerifierResult
+from verifiers.scan import boxed_spans, lines_reversed
 from verifiers.thinking import final_answer_region
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -29,11 +31,6 @@ _CACHE_SIZE = 4096
 # Python refuses to parse integers of more than 4300 digits; no real answer comes close.
 _MAX_NUMBER_CHARS = 1000
 
-_BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)\b")
-_FINAL_ANSWER_LINE = re.compile(
-    r"^[ \t>*#_]*(?:the\s+)?(?:final\s+answer(?:\s+is)?|answer)[ \t*_]*[:：][ \t]*(?P<answer>.+?)[ \t]*$",
-    re.IGNORECASE | re.MULTILINE,
-)
 _TEXT_WRAPPER = re.compile(r"\\(?:text|textbf|textrm|mathrm|mathbf|mbox|operatorname)\s*\{([^{}]*)\}")
 _SPACING = re.compile(r"\\[,;:! ]|\\q?quad|~")
 _DEGREES = re.compile(r"\^\s*\{?\\circ\}?")
@@ -42,54 +39,83 @@ _INTEGER = re.compile(r"^[+-]?\d+$")
 _DECIMAL = re.compile(r"^[+-]?(\d+\.\d*|\.\d+)$")
 _FRAC = re.compile(r"^(?P<sign>[+-]?)\\frac\{(?P<num>[+-]?\d+)\}\{(?P<den>[+-]?\d+)\}$")
 _SLASH = re.compile(r"^(?P<num>[+-]?\d+)/(?P<den>[+-]?\d+)$")
+_PERCENT_SUFFIXES = ("\\%", "%", "percent")
+
+# What a final-answer line looks like: optional decoration (emoji, list marker, bold, heading), an
+# optional connective, "(the) (final) answer (is)", then ":" unless "is" said it. Matched on a bounded
+# slice of one line, so a line costs O(its length) however it is built.
+_DECORATION = re.compile(r"[\W_]*")
+_ANSWER_LABEL = re.compile(
+    r"(?:\d{1,3}[.)][\W_]*)?(?:(?:so|thus|therefore|hence),?\s+)?(?:the\s+)?(?:final\s+)?answer(?![a-z])"
+    r"(?P<is>\s+is(?![a-z]))?[\s*_]*(?P<colon>[:：])?[\s*_]*",
+    re.IGNORECASE,
+)
+_LABEL_WINDOW = 80
+_MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
+_DISPLAY_MATH_FENCES = ("$$", "\\[", "\\]")
+
+# Bounds on what is worth math-verify's time. Its parser is exponential in nesting depth (a bare
+# `{` nested 20 deep took 6 minutes) and slow on long junk; real answers are short and shallow. A
+# prediction past these bounds (relative to the gold, so long golds keep long answers) is wrong.
+_MIN_ANSWER_CHARS = 200
+_ANSWER_CHARS_PER_GOLD_CHAR = 4
+_MIN_NESTING = 6
+_NESTING_SLACK = 2
+_OPENERS, _CLOSERS = "{([", "})]"
 
 
 def extract_boxed(text: str) -> str | None:
-    """Content of the last well-formed `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`)."""
-    for match in reversed(list(_BOX_COMMAND.finditer(text))):
-        content = _group_after(text, match.end())
-        if content is not None:
-            return content.strip()
+    """Content of the last complete `\\boxed{...}` / `\\fbox{...}` (or `\\boxed 5`); O(len(text))."""
+    spans = boxed_spans(text)
+    if not spans:
+        return None
+    start, end = spans[-1]
+    return text[start:end].strip()
+
+
+def extract_answer_line(text: str) -> str | None:
+    """The answer of the last final-answer line ("Final Answer: 73", "✅ **Answer:** 73", "The answer
+    is 73"), or of the line after a bare "Final Answer" heading. A number in prose is not one."""
+    following = None
+    for _, line in lines_reversed(text):
+        answer = _answer_on_line(line)
+        if answer == "" and following:
+            return following
+        if answer:
+            return answer
+        if line.strip() and line.strip() not in _DISPLAY_MATH_FENCES:
+            following = _clean_answer(line) if len(line) <= _MIN_ANSWER_CHARS else None
     return None
 
 
-def _group_after(text: str, start: int) -> str | None:
-    position = start
-    while position < len(text) and text[position] == " ":
-        position += 1
-    if position >= len(text):
+def _answer_on_line(line: str) -> str | None:
+    """The answer text of a labelled line ("" for a bare label), None for any other line."""
+    start = _DECORATION.match(line).end()
+    window = line[start : start + _LABEL_WINDOW]
+    label = _ANSWER_LABEL.match(window)
+    if label is None or not (label["is"] or label["colon"] or label.end() == len(line) - start):
         return None
-    if text[position] != "{":
-        token = re.match(r"[^\s$]+", text[position:])
-        return token.group(0) if token else None
-    depth = 0
-    index = position
-    while index < len(text):
-        char = text[index]
-        if char == "\\":
-            index += 2  # an escaped brace \{ is content, not grouping
-            continue
-        if char == "{":
-            depth += 1
-        elif char == "}":
-            depth -= 1
-            if depth == 0:
-                return text[position + 1 : index]
-        index += 1
-    return None  # unbalanced: the response was cut off inside the box
+    return _clean_answer(line[start + label.end() :])
+
+
+def _clean_answer(answer: str) -> str:
+    answer = answer.strip().rstrip(".").strip()
+    while answer and unicodedata.category(answer[-1]) in ("So", "Sk", "Cf"):  # a trailing ✅ or 🎉
+        answer = answer[:-1].rstrip()
+    answer = answer.strip("*_").strip().rstrip(".").strip()
+    for opener, closer in _MATH_DELIMITERS:  # "$$" before "$": `$$73$$` unwraps in one step
+        if answer.startswith(opener) and answer.endswith(closer) and len(answer) > len(opener) + len(closer):
+            answer = answer[len(opener) : -len(closer)].strip().rstrip(".").strip()
+            break
+    return answer
 
 
 def extract_final_answer(text: str) -> str | None:
+    """The last `\\boxed{}` wins; without one, the last final-answer line."""
     boxed = extract_boxed(text)
     if boxed is not None:
         return boxed
-    lines = list(_FINAL_ANSWER_LINE.finditer(text))
-    if not lines:
-        return None
-    answer = lines[-1].group("answer").strip().rstrip(".").strip("*").strip()
-    if answer.startswith("$") and answer.endswith("$"):
-        answer = answer.strip("$").strip()
-    return answer.rstrip(".").strip() or None
+    return extract_answer_line(text) or None
 
 
 def normalize_answer(answer: str) -> str:
@@ -124,9 +150,24 @@ def as_number(normalized: str) -> Fraction | None:
     return None
 
 
+def split_percent(normalized: str) -> tuple[str, bool]:
+    """(the answer without a trailing percent sign, whether it had one): `28\\%` → ("28", True)."""
+    for suffix in _PERCENT_SUFFIXES:
+        if normalized.endswith(suffix) and len(normalized) > len(suffix):
+            return normalized[: -len(suffix)], True
+    return normalized, False
+
+
 def fast_verdict(gold: str, pred: str) -> bool | None:
-    """True/False when the cheap comparison is conclusive, None when math-verify must decide."""
-    gold_norm, pred_norm = normalize_answer(gold), normalize_answer(pred)
+    """True/False when the cheap comparison is conclusive, None when math-verify must decide.
+
+    A percent sign on either side is a unit that may be dropped (`28\\%` equals `28`); a gold
+    percentage also equals its fraction (`28\\%` equals `0.28`). It never turns 28 into 2800.
+    """
+    (gold_norm, gold_percent), (pred_norm, pred_percent) = (
+        split_percent(normalize_answer(gold)),
+        split_percent(normalize_answer(pred)),
+    )
     if gold_norm == pred_norm:
         return True
     gold_value, pred_value = as_number(gold_norm), as_number(pred_norm)
@@ -134,9 +175,33 @@ def fast_verdict(gold: str, pred: str) -> bool | None:
         return None
     if gold_value == pred_value:
         return True
+    if gold_percent and not pred_percent and gold_value / 100 == pred_value:
+        return True
     # Two different integers are different; decimals may still match under math-verify's rounding.
     if _INTEGER.match(gold_norm) and _INTEGER.match(pred_norm):
         return False
+    return None
+
+
+def nesting_depth(text: str) -> int:
+    """Deepest nesting of (), [] and {} (escaped braces included); O(len(text))."""
+    depth = deepest = 0
+    for char in text:
+        if char in _OPENERS:
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in _CLOSERS:
+            depth = max(0, depth - 1)
+    return deepest
+
+
+def beyond_math_verify(gold: str, pred: str) -> str | None:
+    """Why `pred` is not worth a math-verify call (too long, nested too deep), or None."""
+    gold_norm, pred_norm = normalize_answer(gold), normalize_answer(pred)
+    if len(pred_norm) > max(_MIN_ANSWER_CHARS, _ANSWER_CHARS_PER_GOLD_CHAR * len(gold_norm)):
+        return "is far longer than any answer to this problem"
+    if nesting_depth(pred_norm) > max(_MIN_NESTING, nesting_depth(gold_norm) + _NESTING_SLACK):
+        return "is nested too deeply to be this problem's answer"
     return None
 
 
@@ -188,7 +253,7 @@ def _gold_answer(ground_truth: Any) -> str:
         ground_truth = str(ground_truth)  # parquet may hand over an int, even a numpy one
     if not isinstance(ground_truth, str) or not ground_truth.strip():
         raise GroundTruthError(f"math ground truth must be a non-empty answer string, got {ground_truth!r}")
-    boxed = extract_boxed(ground_truth) if _BOX_COMMAND.search(ground_truth) else None
+    boxed = extract_boxed(ground_truth)
     return boxed if boxed is not None else ground_truth.strip()
 
 
@@ -222,7 +287,13 @@ def verify_math(
 
     verdict = fast_verdict(gold, pred)
     if verdict is None:
-        check = math_verify_check(gold, pred, timeout, workers or min(4, os.cpu_count() or 1))
+        implausible = beyond_math_verify(gold, pred)
+        if implausible:
+            return VerifierResult.failure(
+                "wrong_answer", f"The final answer {implausible} and counts as incorrect.", pred=pred
+            )
+        gold_value, pred_value = (split_percent(normalize_answer(side))[0] for side in (gold, pred))
+        check = math_verify_check(gold_value, pred_value, timeout, workers or min(4, os.cpu_count() or 1))
         if check.timed_out:
             return VerifierResult.failure(
                 "timeout",

@@ -30,13 +30,18 @@ from typing import Any
 from verifiers.errors import GroundTruthError
 from verifiers.registry import register_verifier
 from verifiers.result import VerifierResult
+from verifiers.scan import tag_spans
 from verifiers.thinking import final_answer_region
 
-_TOOL_CALL_BLOCK = re.compile(r"<tool_call>(.*?)</tool_call>", re.DOTALL)
+_TOOL_CALL_OPEN = re.compile(r"<tool_call>")
+_TOOL_CALL_CLOSE = re.compile(r"</tool_call>")
 _ACTION = re.compile(r"^[ \t>*#]*Action[ \t*]*:[ \t*]*(?P<name>[^\n]*)$", re.MULTILINE)
 _ACTION_INPUT = re.compile(r"Action[ \t]*Input[ \t*]*:[ \t*]*", re.IGNORECASE)
 _TOOL_NAME = re.compile(r"[A-Za-z_][\w.\-]*")
-_NUMBER = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
+# `\d+(?:\.\d*)?`, not `\d+\.?\d*`: the latter splits a digit run two ways and backtracks quadratically.
+_NUMBER = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?")
+# Real arguments are a few levels deep; deeper JSON would only exhaust the recursion limit below.
+_MAX_ARGUMENT_DEPTH = 32
 _JSON = json.JSONDecoder()
 
 
@@ -60,7 +65,7 @@ class Normalization:
 
 def parse_tool_calls(text: str) -> list[ToolCall]:
     """Hermes `<tool_call>` blocks when there are any, else ReAct actions."""
-    blocks = _TOOL_CALL_BLOCK.findall(text)
+    blocks = [text[start:end] for start, end in tag_spans(text, _TOOL_CALL_OPEN, _TOOL_CALL_CLOSE)]
     if blocks:
         return [call for block in blocks for call in _parse_hermes_block(block)]
     return _parse_react(text)
@@ -87,6 +92,8 @@ def _json_values(text: str) -> list[Any]:
             value, position = _JSON.raw_decode(text, position)
         except json.JSONDecodeError as error:
             raise CallFormatError(f"a <tool_call> block is not valid JSON ({error.msg})") from None
+        except (ValueError, RecursionError):  # a 5000-digit number, or [[[[... thousands deep
+            raise CallFormatError("a <tool_call> block holds JSON too large or too deep to read") from None
         values.append(value)
     return values
 
@@ -114,7 +121,7 @@ def _decode_action_input(segment: str, start: int, name: str) -> Any:
         body = body[fence.end() :]
     try:
         value, _ = _JSON.raw_decode(body)
-    except json.JSONDecodeError:
+    except (ValueError, RecursionError):
         raise CallFormatError(f"the Action Input of {name} is not valid JSON") from None
     return value
 
@@ -123,11 +130,28 @@ def _as_arguments(value: Any, name: str) -> dict[str, Any]:
     if isinstance(value, str):  # arguments double-encoded as a JSON string
         try:
             value = json.loads(value) if value.strip() else {}
-        except json.JSONDecodeError:
+        except (ValueError, RecursionError):
             raise CallFormatError(f"the arguments of {name} are not a JSON object") from None
     if not isinstance(value, dict):
         raise CallFormatError(f"the arguments of {name} are not a JSON object")
+    if _depth(value) > _MAX_ARGUMENT_DEPTH:
+        raise CallFormatError(
+            f"the arguments of {name} are nested more than {_MAX_ARGUMENT_DEPTH} levels deep"
+        )
     return value
+
+
+def _depth(value: Any) -> int:
+    """Nesting depth of a JSON value, without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        item, level = stack.pop()
+        deepest = max(deepest, level)
+        if isinstance(item, dict):
+            stack += [(child, level + 1) for child in item.values()]
+        elif isinstance(item, list):
+            stack += [(child, level + 1) for child in item]
+    return deepest
 
 
 def canonical(value: Any, rules: Normalization) -> Any:

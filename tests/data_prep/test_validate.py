@@ -151,3 +151,90 @@ def test_module_runs_as_a_command(prepared):
 
     assert result.returncode == 0, result.stderr
     assert "2 rows, 2 valid, 0 invalid" in result.stdout
+
+
+def run_validate(*paths):
+    return subprocess.run(
+        [sys.executable, "-m", "data_prep.validate", *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+@pytest.mark.parametrize(
+    ("make", "problem"),
+    [
+        (lambda path: None, "no such file"),
+        (lambda path: path.write_bytes(b""), "empty file"),
+        (lambda path: path.write_text("index,answer\n0,42\n"), "cannot read as parquet"),
+        (lambda path: path.write_bytes(b"PAR1" + b"\x00" * 64 + b"PAR1"), "cannot read as parquet"),
+        (lambda path: path.mkdir(), "is a directory"),
+    ],
+    ids=["missing", "empty", "csv", "corrupt", "directory"],
+)
+def test_unreadable_file_is_one_line_naming_it(tmp_path, make, problem):
+    path = tmp_path / "rows.parquet"
+    make(path)
+
+    result = run_validate(path)
+
+    assert result.returncode == 1
+    assert result.stdout.strip().splitlines() == [result.stdout.strip()]
+    assert result.stdout.startswith(f"{path}: ") and problem in result.stdout
+    assert "Traceback" not in result.stderr + result.stdout
+
+
+def test_an_unreadable_file_does_not_stop_the_others(tmp_path, capsys):
+    good = tmp_path / "good.parquet"
+    pq.write_table(rows_to_table([make_row("math")]), good)
+
+    exit_code = validate.main([str(tmp_path / "missing.parquet"), str(good)])
+
+    printed = capsys.readouterr().out
+    assert exit_code == 1
+    assert "missing.parquet: no such file" in printed and "1 rows, 1 valid, 0 invalid" in printed
+
+
+# (spec, what it exercises): the validator and the code verifier must agree on every one of them.
+CODE_SPECS = [
+    (
+        {"inputs": ["[1, 2]\n3\n"], "outputs": ["true"], "fn_name": "solve"},
+        "call-based input, trailing newline",
+    ),
+    ({"inputs": ["[1, 2]\n\n3"], "outputs": ["true"], "fn_name": "solve"}, "blank line between arguments"),
+    ({"inputs": ["[1, 2"], "outputs": ["true"], "fn_name": "solve"}, "broken JSON argument"),
+    ({"inputs": ["1"], "outputs": ["not json"], "fn_name": "solve"}, "call-based output not JSON"),
+    ({"inputs": ["1"], "outputs": [True], "fn_name": "solve"}, "call-based output already decoded"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "fn_name": ""}, "empty fn_name means stdin"),
+    ({"inputs": ["1 2\n"], "outputs": [3]}, "stdin output not a string"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "fn_name": "no such name"}, "fn_name not an identifier"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "public": 2}, "public beyond the tests"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "time_limit": 0}, "zero time limit"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "abs_tol": 1e-6, "rel_tol": 1e-9}, "float tolerance"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "abs_tol": -1}, "negative tolerance"),
+    ({"inputs": ["1 2\n"], "outputs": ["3\n"], "program_suffix": 3}, "suffix not source"),
+    ({"inputs": [], "outputs": []}, "no tests"),
+    ({"inputs": ["1"], "outputs": ["1", "2"]}, "lengths differ"),
+]
+
+
+@pytest.mark.parametrize(("spec", "case"), CODE_SPECS, ids=[case for _, case in CODE_SPECS])
+def test_validator_and_code_verifier_agree_on_test_specs(spec, case):
+    from verifiers.code.tests_spec import parse_code_tests
+    from verifiers.errors import GroundTruthError
+
+    try:
+        parse_code_tests(json.dumps(spec))
+        verifier_accepts = True
+    except GroundTruthError:
+        verifier_accepts = False
+
+    assert (code_ground_truth_problem(json.dumps(spec)) is None) is verifier_accepts
+
+
+def test_call_based_input_with_a_trailing_newline_is_valid():
+    row = make_row("code")
+    spec = {"inputs": ["[1, 2]\n3\n"], "outputs": ["true"], "fn_name": "solve", "public": 0}
+    row["reward_model"]["ground_truth"] = json.dumps(spec)
+    assert validate_row(row) == []

@@ -15,7 +15,8 @@ from verifiers.math_verifier import (
     verify_math,
 )
 
-HANGING_ANSWER = r"\dfrac{5^{(5^{(5^{(5^5)})} - 4)} - 5}{16}"
+# Math-Verify issue #65 made shallower: short and shallow enough for math-verify, and sympy never returns.
+HANGING_ANSWER = r"\dfrac{5^{5^{5^{5^5}}} - 5}{16}"
 
 
 @pytest.mark.parametrize(

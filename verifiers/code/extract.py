@@ -4,18 +4,37 @@ from __future__ import annotations
 
 import re
 
-# A fence line opens with ``` (optionally a language tag) and a later line closes it. An unclosed
-# final fence means the response was cut off mid-program: that block is not counted.
-_FENCED_BLOCK = re.compile(
-    r"^[ \t]*```[ \t]*(?P<lang>[\w+#.-]*)[^\n]*\n(?P<body>.*?)^[ \t]*```", re.DOTALL | re.MULTILINE
-)
+# A fence line starts (after spaces or tabs) with ```, optionally followed by a language tag; the next
+# fence line closes the block. An unclosed final fence means the response was cut off mid-program:
+# that block is not counted. Scanned line by line, so the cost is linear in the response length
+# however many fences it opens.
+_FENCE = "```"
+_INDENT = re.compile(r"[ \t]*")
+_LANGUAGE_TAG = re.compile(r"[ \t]*([\w+#.-]*)")
 _PYTHON_TAGS = {"python", "python3", "py", "py3"}
 POLICIES = ("last", "longest")
 
 
 def fenced_blocks(text: str) -> list[tuple[str, str]]:
     """(language tag, body) of every closed fenced block, in order."""
-    return [(match["lang"].lower(), match["body"]) for match in _FENCED_BLOCK.finditer(text)]
+    blocks = []
+    opened: tuple[str, int] | None = None  # (language tag, offset where the body starts)
+    line_start = 0
+    while line_start < len(text):
+        newline = text.find("\n", line_start)
+        line_end = len(text) if newline < 0 else newline
+        indent = _INDENT.match(text, line_start, line_end).end()
+        if text.startswith(_FENCE, indent, line_end):
+            if opened is not None:
+                blocks.append((opened[0], text[opened[1] : line_start]))
+                opened = None
+            elif newline >= 0:  # an opening fence needs a body after it
+                tag = _LANGUAGE_TAG.match(text, indent + len(_FENCE), line_end).group(1)
+                opened = (tag.lower(), newline + 1)
+        if newline < 0:
+            break
+        line_start = newline + 1
+    return blocks
 
 
 def extract_code(text: str, policy: str = "last") -> str | None:

@@ -1,10 +1,12 @@
 """The code ground truth: LiveCodeBench-style test cases as a JSON string.
 
-`{"inputs": [...], "outputs": [...], "fn_name": null | "name", "public": k, "time_limit": s}`.
+`{"inputs": [...], "outputs": [...], "fn_name": null | "name", "public": k, "time_limit": s,
+"abs_tol": a, "rel_tol": r}`.
 With `fn_name` null each input is stdin text and each output the expected stdout. With `fn_name`
 set each input is newline-separated JSON values (the arguments) and each output one JSON value (as
 JSON text, LiveCodeBench's convention, or already decoded). The first `public` tests may be quoted in
-feedback (default 0: none).
+feedback (default 0: none). `abs_tol` / `rel_tol` (default absent: exact, as LiveCodeBench grades) let
+real-valued outputs match within a tolerance (`verifiers.code.compare.FloatTolerance`); integers never do.
 
 Optional `program_prefix` and `program_suffix` (Python source) are placed before and after the response's
 program, for benchmarks whose tests are code rather than input/output pairs: HumanEval's prompt goes
@@ -19,6 +21,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from verifiers.code.compare import FloatTolerance
 from verifiers.errors import GroundTruthError
 
 _IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
@@ -33,6 +36,17 @@ class CodeTests:
     time_limit: float | None
     program_prefix: str = ""
     program_suffix: str = ""
+    abs_tol: float | None = None  # None: not set by the spec (the verifier's option applies)
+    rel_tol: float | None = None
+
+    def tolerance(self, abs_tol: float = 0.0, rel_tol: float = 0.0) -> FloatTolerance:
+        """The spec's tolerance, falling back per field to the verifier's configured one.
+
+        Raises ValueError for a negative or non-finite tolerance."""
+        return FloatTolerance(
+            abs_tol if self.abs_tol is None else self.abs_tol,
+            rel_tol if self.rel_tol is None else self.rel_tol,
+        )
 
     def __len__(self) -> int:
         return len(self.inputs)
@@ -84,9 +98,28 @@ def parse_code_tests(ground_truth: Any) -> CodeTests:
             f"code ground truth: time_limit={time_limit!r} is not a positive number of seconds"
         )
     prefix, suffix = (_source(spec, key) for key in ("program_prefix", "program_suffix"))
+    tolerances = {name: _tolerance(spec, name) for name in ("abs_tol", "rel_tol")}
     return CodeTests(
-        list(inputs), expected, fn_name, public, float(time_limit) if time_limit else None, prefix, suffix
+        list(inputs),
+        expected,
+        fn_name,
+        public,
+        float(time_limit) if time_limit else None,
+        prefix,
+        suffix,
+        **tolerances,
     )
+
+
+def _tolerance(spec: dict, name: str) -> float | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    try:
+        FloatTolerance(**{name: value})
+    except ValueError as error:
+        raise GroundTruthError(f"code ground truth: {error}") from None
+    return float(value)
 
 
 def _source(spec: dict, key: str) -> str:

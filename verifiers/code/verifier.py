@@ -20,10 +20,17 @@ from dataclasses import dataclass
 from typing import Any
 
 from verifiers.code.backends import default_workers, get_backend
-from verifiers.code.compare import call_result_matches, describe_call_result, stdout_matches
+from verifiers.code.compare import (
+    EXACT,
+    FloatTolerance,
+    call_result_matches,
+    describe_call_result,
+    stdout_matches,
+)
 from verifiers.code.extract import extract_code
 from verifiers.code.protocol import HarnessJob, RunReport, SandboxBackend, TestOutcome
 from verifiers.code.tests_spec import CodeTests, parse_code_tests
+from verifiers.errors import VerifierConfigError
 from verifiers.registry import register_verifier
 from verifiers.result import VerifierResult
 from verifiers.thinking import final_answer_region
@@ -55,12 +62,12 @@ class TestVerdict:
         return self.status == "passed"
 
 
-def grade_outcome(outcome: TestOutcome, tests: CodeTests) -> TestVerdict:
+def grade_outcome(outcome: TestOutcome, tests: CodeTests, tolerance: FloatTolerance = EXACT) -> TestVerdict:
     if outcome.status != "ok":
         return TestVerdict(outcome.index, outcome.status, outcome.stdout, outcome.stderr)
     expected = tests.expected[outcome.index]
     if tests.fn_name is None:
-        passed = stdout_matches(outcome.stdout, expected)
+        passed = stdout_matches(outcome.stdout, expected, tolerance)
         return TestVerdict(
             outcome.index, "passed" if passed else "wrong_answer", outcome.stdout, outcome.stderr
         )
@@ -68,7 +75,7 @@ def grade_outcome(outcome: TestOutcome, tests: CodeTests) -> TestVerdict:
         return TestVerdict(
             outcome.index, "runtime_error", "", outcome.stderr or "The program exited before returning."
         )
-    passed = call_result_matches(outcome.result, expected)
+    passed = call_result_matches(outcome.result, expected, tolerance)
     actual = describe_call_result(outcome.result)
     return TestVerdict(outcome.index, "passed" if passed else "wrong_answer", actual, outcome.stderr)
 
@@ -76,15 +83,16 @@ def grade_outcome(outcome: TestOutcome, tests: CodeTests) -> TestVerdict:
 class _Grader:
     """Grades outcomes as they stream in from any number of concurrent runs."""
 
-    def __init__(self, tests: CodeTests, stop_on_failure: bool) -> None:
+    def __init__(self, tests: CodeTests, stop_on_failure: bool, tolerance: FloatTolerance = EXACT) -> None:
         self.tests = tests
+        self.tolerance = tolerance
         self.stop_on_failure = stop_on_failure
         self.verdicts: dict[int, TestVerdict] = {}
         self.cancel = threading.Event()
         self._lock = threading.Lock()
 
     def on_outcome(self, outcome: TestOutcome) -> bool:
-        verdict = grade_outcome(outcome, self.tests)
+        verdict = grade_outcome(outcome, self.tests, self.tolerance)
         with self._lock:
             self.verdicts[verdict.index] = verdict
         if not verdict.passed and self.stop_on_failure:
@@ -143,12 +151,20 @@ def verify_code(
     memory_mb: int = 2048,
     output_limit_mb: int = 16,
     backend_options: Mapping[str, Any] | None = None,
+    abs_tol: float = 0.0,
+    rel_tol: float = 0.0,
 ) -> VerifierResult:
     """Options: `backend` local | e2b | sandbox_fusion (settings in `backend_options`); `timeout`
     per test when the ground truth has no time_limit; `workers` concurrent sandboxes; `extract`
     last | longest; `stop_on_failure`; `split_tests` across workers; `memory_mb` and
-    `output_limit_mb` per test."""
+    `output_limit_mb` per test; `abs_tol` / `rel_tol` a float tolerance for real-valued outputs
+    (default 0: exact, as LiveCodeBench grades; a test spec's own `abs_tol` / `rel_tol` win).
+    Raises VerifierConfigError for a malformed test spec or a negative tolerance."""
     tests = parse_code_tests(ground_truth)
+    try:
+        tolerance = tests.tolerance(abs_tol, rel_tol)
+    except ValueError as error:
+        raise VerifierConfigError(f"code verifier option: {error}") from None
     region = final_answer_region(solution_str)
     program = extract_code(region, extract) if region is not None else None
     if program is None:
@@ -174,7 +190,7 @@ def verify_code(
         )
         for chunk in chunks
     ]
-    grader = _Grader(tests, stop_on_failure)
+    grader = _Grader(tests, stop_on_failure, tolerance)
     reports = run_jobs(sandbox, jobs, grader, tests.public)
     return summarize(tests, grader.verdicts, reports, time_limit, program)
 
