@@ -81,6 +81,9 @@ def test_paper_configuration_ema_rule_and_resume(tiny_assets, tmp_path):
         assert _finite(step["actor/grad_norm"]) and step["actor/grad_norm"] > 0
         assert step["mopd/teacher_prompt_tokens_vs_student"] > 1.0
         assert "mopd/signal/mean" not in step  # no rollout-time teacher scores with an in-engine teacher
+        # The config's rollout-mismatch weight reaches the loss (~1 here: the CPU rollout computes in fp32).
+        assert 0.5 < step["actor/mopd/rollout_is_weight"] <= 2.0
+        assert step["mopd/invalid_score_frac"] == 0.0
     assert max(s["mopd/with_failure_peer_frac"] for s in steps) > 0.0
 
     # The teacher starts as the student's checkpoint and moves by exactly the EMA rule at every step.
