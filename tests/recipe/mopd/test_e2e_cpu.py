@@ -53,6 +53,8 @@ def test_contrastive_live_teacher_trains_and_reports_teacher_signal(assets, tmp_
         assert 0.0 < step["mopd/teacher_prefill_unique_frac"] < 1.0
         # weights reached the rollout server after the update: rollout and actor agree
         assert step["training/rollout_probs_diff_max"] < 1e-3
+        # mopd_k1 hands the rollout-mismatch weights (on by default) to verl's policy-gradient loss
+        assert 0.5 < step["actor/mopd/rollout_is_weight"] <= 2.0
     # the bundled task gives mixed groups, so failure peers appear
     assert max(s["mopd/with_failure_peer_frac"] for s in steps) > 0.0
     aurocs = [s["mopd/signal/auroc"] for s in steps if "mopd/signal/auroc" in s]
