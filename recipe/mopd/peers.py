@@ -11,11 +11,12 @@ import hashlib
 import math
 import random
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from recipe.mopd.prefix_sharing import shared_peer_selection
+from recipe.mopd.trajectory import EpisodeTemplates, Turn, episode_fitter, render_episode
 
 MODES = ("none", "positive", "contrastive")
 FAILURE_CONDITIONS = ("always", "when_no_success")
@@ -37,8 +38,12 @@ class PeerTemplates:
     feedback: str = "\nThe following is feedback from your unsuccessful earlier attempt:\n\n{feedback}"
     closing: str = "\n\nCorrectly solve the original question."
     truncation_marker: str = "\n[... truncated ...]\n"
+    # Role markers of a multi-turn peer's episode (recipe/mopd/trajectory.py).
+    assistant_turn: str = EpisodeTemplates.assistant
+    tool_turn: str = EpisodeTemplates.tool
 
     def __post_init__(self):
+        EpisodeTemplates(assistant=self.assistant_turn, tool=self.tool_turn)
         for name in ("solution", "another_solution", "failure", "feedback", "closing", "truncation_marker"):
             if not isinstance(getattr(self, name), str):
                 raise TypeError(
@@ -56,6 +61,10 @@ class PeerTemplates:
                     f"PeerTemplates.{name} must contain {placeholder} exactly once, found {count}"
                 )
 
+    @property
+    def episode(self) -> EpisodeTemplates:
+        return EpisodeTemplates(assistant=self.assistant_turn, tool=self.tool_turn)
+
 
 @dataclass(frozen=True)
 class PeerConfig:
@@ -69,6 +78,8 @@ class PeerConfig:
     selection: str = "random"
     strip_thinking: bool = False
     use_feedback: bool = True
+    # Multi-turn peers: show tool results in their episodes (they shrink first under a budget).
+    include_tool_results: bool = True
     # None: no per-peer cap (peers are at most one response long); the whole-prompt budget still applies.
     max_peer_tokens: int | None = None
     max_prompt_tokens: int = 10240
@@ -90,7 +101,7 @@ class PeerConfig:
             _check_int(name, getattr(self, name))
         if self.max_peer_tokens is not None:
             _check_int("max_peer_tokens", self.max_peer_tokens)
-        for name in ("strip_thinking", "use_feedback"):
+        for name in ("strip_thinking", "use_feedback", "include_tool_results"):
             if not isinstance(getattr(self, name), bool):
                 raise TypeError(f"{name} must be a bool, got {getattr(self, name)!r}")
         if self.num_success < 0 or self.num_failure < 0:
@@ -133,6 +144,8 @@ class GroupMember:
     response_ids: list[int]
     score: float
     feedback: str = ""
+    # A multi-turn rollout's episode (trajectory.episode_turns); None: a single response, shown as text.
+    turns: list[Turn] | None = None
 
 
 @dataclass
@@ -292,6 +305,8 @@ def _split_prompt(prompt_messages: list[dict]) -> tuple[list[dict], dict]:
 class _Body:
     text: str
     ids: list[int]
+    # Episodes cut their tool results first (trajectory.fit_episode); plain bodies keep their end.
+    fit: Callable[[int], str] | None = None
 
 
 @dataclass
@@ -304,6 +319,19 @@ class _GroupCache:
 
 def _peer_body(tokenizer, group: Sequence[GroupMember], j: int, cfg: PeerConfig, cache: _GroupCache) -> _Body:
     if j not in cache.bodies:
+        turns = group[j].turns
+        if turns is not None:
+            if cfg.strip_thinking:
+                turns = [Turn(t.role, strip_thinking(t.text)) if t.role == "assistant" else t for t in turns]
+            episode = cfg.templates.episode
+            text = render_episode(turns, episode, cfg.include_tool_results)
+            fit = episode_fitter(
+                tokenizer, turns, episode, cfg.templates.truncation_marker, cfg.include_tool_results
+            )
+            cache.bodies[j] = _Body(
+                text=text, ids=list(tokenizer.encode(text, add_special_tokens=False)), fit=fit
+            )
+            return cache.bodies[j]
         text = group[j].response_text
         if cfg.strip_thinking:
             text = strip_thinking(text)
@@ -315,6 +343,8 @@ def _truncate_body(tokenizer, body: _Body, cap: int, marker: str, marker_len: in
     """Keep the body's end (the final answer or code lives there) behind the truncation marker."""
     if cap >= len(body.ids):
         return body.text
+    if body.fit is not None:
+        return body.fit(cap)
     if cap < marker_len:
         return ""
     kept_ids = body.ids[len(body.ids) - (cap - marker_len) :] if cap > marker_len else []

@@ -36,6 +36,7 @@ class MOPDSettings:
             selection=section.selection,
             strip_thinking=bool(section.strip_thinking),
             use_feedback=bool(section.use_feedback),
+            include_tool_results=bool(section.get("include_tool_results", True)),
             max_peer_tokens=None if section.max_peer_tokens is None else int(section.max_peer_tokens),
             max_prompt_tokens=int(section.max_prompt_tokens),
             templates=templates,

@@ -23,6 +23,7 @@ from recipe.mopd.alignment import response_logprobs_from_rows, teacher_rows_to_s
 from recipe.mopd.peers import GroupMember, build_group_contexts, is_valid_score
 from recipe.mopd.prefix_sharing import new_prefix_tokens
 from recipe.mopd.settings import ENGINE_TEACHERS, MOPDSettings
+from recipe.mopd.trajectory import ToolTurnFormat, episode_turns, is_multi_turn
 
 
 class TeacherScorer:
@@ -104,6 +105,14 @@ def _student_response_logprobs(output) -> torch.Tensor | None:
     return torch.tensor(output.response_logprobs, dtype=torch.float32)
 
 
+def _policy_mask(output, response_len: int) -> torch.Tensor:
+    """[R] bool: the policy's own tokens; a multi-turn response's tool results and template scaffolding
+    (response_mask 0) carry no teacher signal."""
+    if output.response_mask is None:
+        return torch.ones(response_len, dtype=torch.bool)
+    return torch.tensor(list(output.response_mask), dtype=torch.bool)
+
+
 def _feedback(output) -> str:
     info = output.extra_fields.get("reward_extra_info") or {}
     feedback = info.get("feedback", "")
@@ -120,6 +129,8 @@ async def score_group(
     outputs: list,
     chat_template_kwargs: dict,
 ) -> list[ScoredRollout]:
+    multi_turn = [is_multi_turn(out.response_mask) for out in outputs]
+    tool_format = ToolTurnFormat.from_tokenizer(tokenizer, chat_template_kwargs) if any(multi_turn) else None
     group = [
         GroupMember(
             response_text=tokenizer.decode(out.response_ids, skip_special_tokens=True),
@@ -127,8 +138,11 @@ async def score_group(
             # A missing score is no verdict (NaN), not a failure: see peers.is_valid_score.
             score=math.nan if out.reward_score is None else float(out.reward_score),
             feedback=_feedback(out),
+            turns=episode_turns(tokenizer, out.response_ids, out.response_mask, tool_format)
+            if multi
+            else None,
         )
-        for out in outputs
+        for out, multi in zip(outputs, multi_turn)
     ]
     contexts = build_group_contexts(
         tokenizer, prompt_messages, group, settings.peers, uid, chat_template_kwargs
@@ -180,9 +194,10 @@ async def score_group(
         # With top-k rows the first column is the teacher's best token, not the sampled one; the signal
         # diagnostic is then the teacher's top-1 log-prob (documented in the README).
         teacher_response = response_logprobs_from_rows(aligned_values, prompt_len, response_len)
-        signal = teacher_response.mean().item() if response_len else 0.0
-        if student is not None and response_len and not settings.topk:
-            signal = (teacher_response - student).mean().item()
+        policy = _policy_mask(out, response_len)
+        signal = teacher_response[policy].mean().item() if policy.any() else 0.0
+        if student is not None and policy.any() and not settings.topk:
+            signal = (teacher_response - student)[policy].mean().item()
         diagnostics["signal"] = float(signal)
         scored.append(
             ScoredRollout(
