@@ -82,7 +82,7 @@ def preflight(config: DictConfig) -> None:
 def check_teacher_context_fits(config: DictConfig) -> None:
     """The teacher scores [teacher prompt ; response]; its context must hold the longest one, which the
     default `prompt_length + response_length` sizing does not (peers make teacher prompts longer)."""
-    if config.mopd.teacher in ENGINE_TEACHERS or not config.distillation.enabled:
+    if config.mopd.teacher in ENGINE_TEACHERS or not config.distillation.get("enabled", True):
         return  # scored by the training engine (no serving context limit), or no teacher at all (GRPO)
     needed = int(config.mopd.max_prompt_tokens) + int(config.data.max_response_length) + 1
     if config.mopd.teacher == "live":
