@@ -8,8 +8,10 @@ the way the verifier does?
 
 Teacher score of rollout i = mean log-prob of its response tokens given [teacher context ; response]
 (`contexts` builds the context with the training code, chat template included; the released analysis
-used raw text). The comparison with the rewards is in `signal_table`. Writes DIR/metrics.csv,
-DIR/scores.csv (one row per rollout and variant), DIR/<metric>.png and DIR/teacher_signal.png.
+used raw text). The comparison with the rewards is in `signal_table`: per-variant sample sets as the
+paper reports them, and a matched set (every variant on the same rollouts) with paired bootstrap CIs of
+each variant's difference to `none`. Writes DIR/metrics.csv, DIR/differences.csv, DIR/scores.csv (one row
+per rollout and variant), DIR/<metric>.png, DIR/teacher_signal.png and DIR/differences.png.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from pathlib import Path
 
 from recipe.mopd.eval.contexts import VARIANTS, build_variant_contexts
 from recipe.mopd.eval.generation import json_object, to_plain
-from recipe.mopd.eval.signal_table import SAMPLE_SETS, ScoredGroup, signal_table
+from recipe.mopd.eval.signal_table import SAMPLE_SETS, ScoredGroup, paired_differences, signal_table
 from recipe.mopd.peers import SELECTIONS, GroupMember, PeerConfig
 from recipe.mopd.signal_metrics import METRICS
 
@@ -147,6 +149,7 @@ def scored_groups(records: list[dict]) -> dict[str, list[ScoredGroup]]:
         if r["effective"]:
             group.teacher_scores.append(r["teacher_score"])
             group.rewards.append(r["reward"])
+            group.indices.append(r["index"])
     return {variant: list(groups.values()) for variant, groups in by_variant.items()}
 
 
@@ -176,6 +179,35 @@ def _bars(ax, table: list[dict], metric: str, variants: list[str]) -> None:
     ax.set_xticks(range(len(variants)), variants)
     ax.set_title(metric)
     ax.grid(axis="y", alpha=0.3)
+
+
+def plot_differences(differences: list[dict], out_png: Path, title: str) -> Path:
+    """One panel per metric: each variant's paired difference to the reference on the matched set."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 2, figsize=(10, 6))
+    for ax, metric in zip(axes.flat, METRICS):
+        rows = [r for r in differences if r["metric"] == metric and r["mean"] is not None]
+        ax.bar(
+            range(len(rows)),
+            [r["mean"] for r in rows],
+            yerr=[[r["mean"] - r["ci_low"] for r in rows], [r["ci_high"] - r["mean"] for r in rows]],
+            capsize=3,
+            color="tab:green",
+        )
+        ax.axhline(0.0, color="grey", linewidth=0.8, linestyle="--")
+        ax.set_xticks(range(len(rows)), [r["variant"] for r in rows])
+        reference = rows[0]["reference"] if rows else "reference"
+        ax.set_title(f"{metric}: variant - {reference} (matched, paired 95% CI)", fontsize=9)
+        ax.grid(axis="y", alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=80)
+    plt.close(fig)
+    return out_png
 
 
 def plot_table(table: list[dict], variants: list[str], out_dir: Path, title: str) -> list[Path]:
@@ -224,9 +256,8 @@ def analyze(args: argparse.Namespace) -> list[dict]:
     records = score_variants(
         tokenizer, engine, groups, args.variants, base, args.chat_template_kwargs, args.batch_size
     )
-    table = signal_table(
-        scored_groups(records), args.success_threshold, args.num_resamples, args.bootstrap_seed
-    )
+    by_variant = scored_groups(records)
+    table = signal_table(by_variant, args.success_threshold, args.num_resamples, args.bootstrap_seed)
     args.out.mkdir(parents=True, exist_ok=True)
     write_csv(args.out / "scores.csv", records)
     write_csv(args.out / "metrics.csv", table)
@@ -234,7 +265,14 @@ def analyze(args: argparse.Namespace) -> list[dict]:
         f"teacher {Path(args.teacher).name} on {len(groups)} groups of {Path(args.rollouts).name} (95% CI)"
     )
     plot_table(table, args.variants, args.out, title)
-    return table
+    differences = []
+    if "none" in by_variant and len(by_variant) > 1:
+        differences = paired_differences(
+            by_variant, "none", args.success_threshold, args.num_resamples, args.bootstrap_seed
+        )
+        write_csv(args.out / "differences.csv", differences)
+        plot_differences(differences, args.out / "differences.png", title)
+    return table, differences
 
 
 def sample(args: argparse.Namespace) -> int:
@@ -319,19 +357,27 @@ def _sample_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _interval(row: dict, sign: str = "") -> str:
+    if row["mean"] is None:
+        return "-"
+    return f"{row['mean']:{sign}.3f} [{row['ci_low']:{sign}.3f}, {row['ci_high']:{sign}.3f}]"
+
+
 def main(argv: list[str] | None = None):
     argv = sys.argv[1:] if argv is None else argv
     if argv[:1] == ["sample"]:
         args = _sample_parser().parse_args(argv[1:])
         print(f"wrote {sample(args)} rollouts to {args.out}")
         return args.out
-    table = analyze(_analyze_parser().parse_args(argv))
-    both = [r for r in table if r["sample_set"] == "both_present"]
-    for row in both:
-        mean = (
-            "-" if row["mean"] is None else f"{row['mean']:.3f} [{row['ci_low']:.3f}, {row['ci_high']:.3f}]"
-        )
-        print(f"{row['variant']:>6} {row['metric']:>17}: {mean} ({row['num_groups']} groups)")
+    table, differences = analyze(_analyze_parser().parse_args(argv))
+    for sample_set in ("both_present", "matched"):
+        print(f"{sample_set}:")
+        for row in (r for r in table if r["sample_set"] == sample_set):
+            print(f"{row['variant']:>6} {row['metric']:>17}: {_interval(row)} ({row['num_groups']} groups)")
+    if differences:
+        print("matched, difference to none (paired bootstrap):")
+        for row in differences:
+            print(f"{row['variant']:>6} {row['metric']:>17}: {_interval(row, '+')} ({row['num_groups']} groups)")
     return table
 
 

@@ -12,6 +12,7 @@ import torch
 from recipe.mopd.eval.analysis import load_rollouts, main, scored_groups, teacher_scores
 from recipe.mopd.eval.contexts import VARIANTS
 from recipe.mopd.eval.generation import hf_engine, load_hf
+from recipe.mopd.eval.signal_table import SAMPLE_SETS
 from recipe.mopd.signal_metrics import METRICS
 
 PROMPT = [{"role": "user", "content": "Add 1+1."}]
@@ -65,12 +66,14 @@ def test_teacher_scores_equal_a_direct_forward(tiny_assets):
 
 def test_scored_groups_keeps_only_effective_rollouts():
     records = [
-        {"variant": "1S", "uid": "g", "effective": True, "teacher_score": -1.0, "reward": 1.0},
-        {"variant": "1S", "uid": "g", "effective": False, "teacher_score": -2.0, "reward": 0.0},
-        {"variant": "1S", "uid": "h", "effective": False, "teacher_score": -3.0, "reward": 0.0},
+        {"variant": "1S", "uid": "g", "index": 0, "effective": False, "teacher_score": -2.0, "reward": 0.0},
+        {"variant": "1S", "uid": "g", "index": 1, "effective": True, "teacher_score": -1.0, "reward": 1.0},
+        {"variant": "1S", "uid": "h", "index": 0, "effective": False, "teacher_score": -3.0, "reward": 0.0},
     ]
     groups = scored_groups(records)["1S"]
     assert [(g.uid, g.teacher_scores, g.rewards) for g in groups] == [("g", [-1.0], [1.0]), ("h", [], [])]
+    # the matched set pairs rollouts across variants by their position in the group
+    assert groups[0].indices == [1]
 
 
 def test_sample_then_analyze_on_the_tiny_model(tiny_assets, tmp_path):
@@ -83,7 +86,7 @@ def test_sample_then_analyze_on_the_tiny_model(tiny_assets, tmp_path):
 
     out = tmp_path / "analysis"
     table = main(f"--teacher {model} --rollouts {rollouts} --out {out} --num-resamples 200".split())
-    assert len(table) == len(VARIANTS) * 2 * len(METRICS)
+    assert len(table) == len(VARIANTS) * len(SAMPLE_SETS) * len(METRICS)
     with open(out / "metrics.csv") as f:
         assert len(list(csv.DictReader(f))) == len(table)
     with open(out / "scores.csv") as f:
@@ -97,6 +100,15 @@ def test_sample_then_analyze_on_the_tiny_model(tiny_assets, tmp_path):
     assert with_peers and all(int(s["context_tokens"]) > int(none[0]["context_tokens"]) for s in with_peers)
     none_rows = [r for r in table if r["variant"] == "none" and r["mean"] is not None]
     assert none_rows and all(r["ci_low"] <= r["mean"] <= r["ci_high"] for r in none_rows)
-    for name in [*METRICS, "teacher_signal"]:
+    with open(out / "differences.csv") as f:
+        differences = list(csv.DictReader(f))
+    assert len(differences) == (len(VARIANTS) - 1) * len(METRICS)
+    assert {d["reference"] for d in differences} == {"none"}
+    # every variant's matched row counts the same groups: that is what makes them comparable
+    matched_counts = {
+        r["num_groups"] for r in table if r["sample_set"] == "matched" and r["metric"] == "auroc"
+    }
+    assert len(matched_counts) == 1
+    for name in [*METRICS, "teacher_signal", "differences"]:
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 150_000
