@@ -21,7 +21,7 @@ from verifiers.errors import GroundTruthError
 from verifiers.math_pool import MathCheck, shared_pool
 from verifiers.registry import register_verifier
 from verifiers.result import VerifierResult
-from verifiers.scan import boxed_spans, lines_reversed
+from verifiers.scan import boxed_spans
 from verifiers.thinking import final_answer_region
 
 DEFAULT_TIMEOUT_S = 10.0
@@ -51,6 +51,8 @@ _ANSWER_LABEL = re.compile(
     re.IGNORECASE,
 )
 _LABEL_WINDOW = 80
+_ANSWER_WORD = re.compile(r"answer", re.IGNORECASE)
+_NEXT_LINES = re.compile(r"[^\n]+")
 _MATH_DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _DISPLAY_MATH_FENCES = ("$$", "\\[", "\\]")
 
@@ -75,16 +77,34 @@ def extract_boxed(text: str) -> str | None:
 
 def extract_answer_line(text: str) -> str | None:
     """The answer of the last final-answer line ("Final Answer: 73", "✅ **Answer:** 73", "The answer
-    is 73"), or of the line after a bare "Final Answer" heading. A number in prose is not one."""
-    following = None
-    for _, line in lines_reversed(text):
-        answer = _answer_on_line(line)
-        if answer == "" and following:
-            return following
+    is 73"), or of the line after a bare "Final Answer" heading. A number in prose is not one.
+
+    Only lines containing the word "answer" are read, each at most once: O(len(text)).
+    """
+    checked_from = len(text) + 1  # start of the last line read; later words on it are skipped
+    for word in reversed(list(_ANSWER_WORD.finditer(text))):
+        if word.start() >= checked_from:
+            continue
+        line_start = text.rfind("\n", 0, word.start()) + 1
+        checked_from = line_start
+        line_end = text.find("\n", word.end())
+        line_end = len(text) if line_end < 0 else line_end
+        answer = _answer_on_line(text[line_start:line_end])
         if answer:
             return answer
-        if line.strip() and line.strip() not in _DISPLAY_MATH_FENCES:
-            following = _clean_answer(line) if len(line) <= _MIN_ANSWER_CHARS else None
+        if answer == "":
+            following = _next_line(text, line_end)
+            if following:
+                return following
+    return None
+
+
+def _next_line(text: str, position: int) -> str | None:
+    """The first line after `position` with content (display-math fences skipped), cleaned."""
+    for line in _NEXT_LINES.finditer(text, position):
+        content = line.group().strip()
+        if content and content not in _DISPLAY_MATH_FENCES:
+            return _clean_answer(content) if len(content) <= _MIN_ANSWER_CHARS else None
     return None
 
 

@@ -1,4 +1,4 @@
-"""Linear-time scanners shared by the verifiers: boxed groups, paired tags, labelled answer lines.
+"""Linear-time scanners shared by the verifiers: boxed groups and paired tags.
 
 Model output is adversarial by accident: early in RL a policy repeats an opener until the length limit
 (`\\boxed{` × 4000, `<answer>` never closed), and lazy regexes over such text (`<answer>(.*?)</answer>`,
@@ -9,11 +9,11 @@ text (plus work bounded per match), so a response of n characters costs O(n) wha
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
 _BOX_COMMAND = re.compile(r"\\(?:boxed|fbox)\b")
-# A backslash pair is one token, so an escaped brace `\{` is content, not grouping.
-_BRACE_TOKEN = re.compile(r"\\.|[{}]", re.DOTALL)
+# An escaped brace `\{` is content, not grouping; `\\` is an escaped backslash, so in `\\{` the brace
+# groups. No other backslash pair matters, and skipping them keeps `\boxed{` at one token, not two.
+_BRACE_TOKEN = re.compile(r"\\[\\{}]|[{}]")
 _BARE_TOKEN = re.compile(r"[^\s$]+")
 _SPACES = re.compile(r" *")
 
@@ -42,7 +42,9 @@ def boxed_spans(text: str) -> list[Span]:
     matches = matching_braces(text) if "{" in text else {}
     spans = []
     for command in commands:
-        position = _SPACES.match(text, command.end()).end()
+        position = command.end()
+        if text.startswith(" ", position):
+            position = _SPACES.match(text, position).end()
         if position >= len(text):
             continue
         if text[position] == "{":
@@ -70,12 +72,3 @@ def tag_spans(text: str, opening: re.Pattern[str], closing: re.Pattern[str]) -> 
         if latest is not None:
             spans.append((latest, close.start()))
     return spans
-
-
-def lines_reversed(text: str) -> Iterator[tuple[int, str]]:
-    """(end offset, line) from the last line to the first; each line is sliced once."""
-    end = len(text)
-    while end >= 0:
-        start = text.rfind("\n", 0, end) + 1
-        yield end, text[start:end]
-        end = start - 1

@@ -38,6 +38,9 @@ _ANSWER_LABEL = re.compile(
     r"(?![A-Za-z])"
 )
 _LABEL_WINDOW = 120
+# Only the last occurrences of the word "answer" are read as labels: a final answer is not followed by
+# dozens more, and a phrase repeated to the length limit then costs a constant, not one match per copy.
+_MAX_LABELS = 64
 # Longer than this, a statement can only be "C) <option text>": only its head is read.
 _MAX_CHOICE_CHARS = 300
 _WRAPPER = re.compile(r"\\(?:text|textbf|mathrm|mathbf|boxed)\s*\{([^{}]*)\}")
@@ -54,11 +57,10 @@ def answer_statements(response: str) -> list[tuple[int, str]]:
         (end, response[start:end]) for start, end in tag_spans(response, _ANSWER_OPEN, _ANSWER_CLOSE)
     ]
     statements += [(end, response[start:end]) for start, end in _short_spans(boxed_spans(response))]
-    for word in _ANSWER_WORD.finditer(response):
-        window = response[word.end() : word.end() + _LABEL_WINDOW]
-        label = _ANSWER_LABEL.match(window)
+    for word in list(_ANSWER_WORD.finditer(response))[-_MAX_LABELS:]:
+        label = _ANSWER_LABEL.match(response, word.end(), word.end() + _LABEL_WINDOW)
         if label:
-            statements.append((word.end() + label.end(), label["answer"]))
+            statements.append((label.end(), label["answer"]))
     statements.sort(key=lambda statement: statement[0])
     return statements
 
