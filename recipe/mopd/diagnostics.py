@@ -45,6 +45,13 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
             / max(sum(d["teacher_sequence_tokens"] for d in diagnostics), 1)
         ),
     }
+    # Multi-turn (tool_agent) rollouts: assistant turns per rollout, and the share of response tokens that
+    # are the policy's own (the rest, tool results, carry no distillation loss). Single-turn: 1 and 1.
+    turns = np.array([d.get("assistant_turns", 1) for d in diagnostics], dtype=float)
+    metrics["mopd/assistant_turns/mean"] = float(turns.mean())
+    metrics["mopd/assistant_turns/min"] = float(turns.min())
+    policy_frac = [d.get("policy_token_frac", 1.0) for d in diagnostics]
+    metrics["mopd/policy_token_frac"] = float(np.mean(policy_frac))
     # An in-engine teacher (ema/ref) runs only inside the actor update: its rollouts carry no signal.
     scored = [d for d in diagnostics if "signal" in d and not d.get("invalid_score", False)]
     if not scored:

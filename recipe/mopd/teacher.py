@@ -176,6 +176,11 @@ async def score_group(
             "all_peers_prompt_tokens": prompt_len + sum(response_tokens) - response_tokens[i],
             "teacher_sequence_tokens": len(sequences[i]),
             "teacher_new_prefix_tokens": new_tokens[i],
+            # Multi-turn structure: assistant turns (runs of policy tokens) and the policy's token share.
+            "assistant_turns": sum(1 for t in member.turns if t.role == "assistant") if member.turns else 1,
+            "policy_token_frac": float(sum(out.response_mask) / response_len)
+            if out.response_mask is not None and response_len
+            else 1.0,
         }
         if row is None:
             scored.append(
