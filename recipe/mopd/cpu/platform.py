@@ -22,6 +22,7 @@ from verl.plugin.platform.platform_manager import PlatformRegistry
 logger = logging.getLogger(__name__)
 
 CPU_PLATFORM_NAME = "cpu"
+KV_CACHE_GIB_DEFAULT = "1"
 
 
 def _zero(*_args, **_kwargs) -> int:
@@ -151,6 +152,11 @@ class PlatformCPU(PlatformBase):
 
     def is_ipc_supported(self) -> bool:
         return False
+
+    def rollout_env_vars(self) -> dict[str, str]:
+        # vLLM's CPU worker otherwise reserves gpu_memory_utilization x host RAM (12 GiB at verl's 0.5) for
+        # its KV cache (vllm/v1/worker/cpu_worker.py); 1 GiB holds every CPU run's batch many times over.
+        return {"VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", KV_CACHE_GIB_DEFAULT)}
 
     def cudart(self) -> Any:
         return None

@@ -29,8 +29,10 @@ MODEL_CONFIG = dict(
     hidden_size=64,
     intermediate_size=192,
     num_hidden_layers=2,
-    num_attention_heads=4,
-    num_key_value_heads=2,
+    # head_dim 32 (= hidden_size / heads): the smallest head size vLLM's CPU attention accepts
+    # (vllm/v1/attention/backends/cpu_attn.py), so one tiny model serves both CPU rollout backends.
+    num_attention_heads=2,
+    num_key_value_heads=1,
     max_position_embeddings=1024,
     tie_word_embeddings=True,
     rope_theta=10000.0,

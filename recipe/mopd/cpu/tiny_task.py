@@ -21,7 +21,7 @@ from typing import Any
 DATA_SOURCE = "math/tiny_add"
 MAX_OPERAND = 29
 FEEDBACK_TEXTS = ("No \\boxed{} answer was found.", "The boxed answer is wrong.")
-PRETRAIN_STEPS = 400
+PRETRAIN_STEPS = 800
 _BOXED = re.compile(r"\\boxed\{([^{}]*)\}")
 
 

