@@ -29,10 +29,13 @@ from recipe.mopd.metrics_report import read_metrics  # noqa: E402
 VARIANTS = {"MOPD 2S1F": ["mopd.mode=contrastive"], "OPD (mode none)": ["mopd.mode=none"]}
 
 
-def run(assets: dict, steps: int, overrides: list[str], workdir: Path) -> list[dict]:
+def run(assets: dict, steps: int, overrides: list[str], workdir: Path, platform: str = "cpu") -> list[dict]:
     metrics = workdir / "metrics.jsonl"
     command = training_command(
-        assets, steps, ["trainer.logger=[file]", f"trainer.default_local_dir={workdir / 'ckpt'}", *overrides]
+        assets,
+        steps,
+        ["trainer.logger=[file]", f"trainer.default_local_dir={workdir / 'ckpt'}", *overrides],
+        platform=platform,
     )
     env = {**os.environ, "VERL_FILE_LOGGER_PATH": str(metrics), "HF_HUB_OFFLINE": "1"}
     with (workdir / "train.log").open("w") as log:
