@@ -38,13 +38,22 @@ def mopd_step_metrics(diagnostics: Sequence[dict[str, Any]], success_threshold: 
         "mopd/teacher_prompt_tokens/mean": float(teacher_tokens.mean()),
         "mopd/teacher_prompt_tokens/max": float(teacher_tokens.max()),
         "mopd/teacher_prompt_tokens_vs_student": float(teacher_tokens.sum() / max(student_tokens.sum(), 1.0)),
-        "mopd/teacher_prompt_tokens_vs_all_peers": float(teacher_tokens.sum() / max(all_peers_tokens.sum(), 1.0)),
+        "mopd/teacher_prompt_tokens_vs_all_peers": float(
+            teacher_tokens.sum() / max(all_peers_tokens.sum(), 1.0)
+        ),
         # Tokens of [teacher prompt ; response] a perfect prefix cache computes, over their naive sum.
         "mopd/teacher_prefill_unique_frac": float(
             sum(d["teacher_new_prefix_tokens"] for d in diagnostics)
             / max(sum(d["teacher_sequence_tokens"] for d in diagnostics), 1)
         ),
     }
+    # The serving teacher's own prefix cache (live teacher on vLLM): prompt tokens it did not recompute.
+    cached = [d for d in diagnostics if d.get("teacher_cached_tokens") is not None]
+    if cached:
+        metrics["mopd/teacher_prefix_cache_hit_frac"] = float(
+            sum(d["teacher_cached_tokens"] for d in cached)
+            / max(sum(d["teacher_sequence_tokens"] for d in cached), 1)
+        )
     # Multi-turn (tool_agent) rollouts: assistant turns per rollout, and the share of response tokens that
     # are the policy's own (the rest, tool results, carry no distillation loss). Single-turn: 1 and 1.
     turns = np.array([d.get("assistant_turns", 1) for d in diagnostics], dtype=float)

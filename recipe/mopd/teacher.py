@@ -46,8 +46,9 @@ class TeacherScorer:
             )
         return FrozenTeacherScorer(settings.topk, config, teacher_client)
 
-    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
-        """[S, K] teacher token ids and log-probs of `sequence_ids` in verl's left-shifted layout."""
+    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, int | None]:
+        """[S, K] teacher token ids and log-probs of `sequence_ids` in verl's left-shifted layout, and how
+        many of its tokens the server's prefix cache served (None where the server does not say)."""
         raise NotImplementedError
 
 
@@ -56,7 +57,7 @@ class LiveTeacherScorer(TeacherScorer):
         super().__init__(topk)
         self.llm_client = llm_client
 
-    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         output = await self.llm_client.generate(
             request_id=uuid4().hex,
             prompt_ids=sequence_ids,
@@ -69,7 +70,8 @@ class LiveTeacherScorer(TeacherScorer):
         )
         ids = torch.tensor(output.extra_fields["prompt_ids"], dtype=torch.int32)
         values = torch.tensor(output.extra_fields["prompt_logprobs"], dtype=torch.float32)
-        return ids, values
+        # vLLM reports its prefix-cache hits per request; the hf stand-in has no prefix cache.
+        return ids, values, output.extra_fields.get("num_cached_tokens")
 
 
 class FrozenTeacherScorer(TeacherScorer):
@@ -79,9 +81,9 @@ class FrozenTeacherScorer(TeacherScorer):
 
         self.manager = AsyncTeacherLLMServerManager(config=config, teacher_client=teacher_client)
 
-    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+    async def logprobs(self, sequence_ids: list[int]) -> tuple[torch.Tensor, torch.Tensor, int | None]:
         ids, values = await self.manager.compute_teacher_logprobs_single(sequence_ids=sequence_ids)
-        return ids, values.float()
+        return ids, values.float(), None
 
 
 class DeferredTeacherScorer(TeacherScorer):
@@ -191,7 +193,9 @@ async def score_group(
                 )
             )
             continue
-        ids, values = row
+        ids, values, cached_tokens = row
+        if cached_tokens is not None:
+            diagnostics["teacher_cached_tokens"] = int(cached_tokens)
         aligned_values, aligned_ids = teacher_rows_to_student_layout(
             values, ids, ctx.num_tokens, prompt_len, response_len
         )

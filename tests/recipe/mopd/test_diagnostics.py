@@ -59,3 +59,17 @@ def test_teacher_prefill_unique_frac_is_new_prefix_tokens_over_the_naive_sum():
     # a group of three 50-token sequences where the second and third add 20 and 0 tokens to the trie
     diagnostics = [sample("a", 1.0, 0.0, new=50), sample("a", 0.0, 0.0, new=20), sample("a", 0.0, 0.0, new=0)]
     assert mopd_step_metrics(diagnostics, 1.0)["mopd/teacher_prefill_unique_frac"] == pytest.approx(70 / 150)
+
+
+def test_teacher_prefix_cache_hit_frac_counts_only_servers_that_report_hits():
+    # vLLM reported 30 and 45 cached tokens of two 50-token sequences; the third came from a server
+    # without a prefix cache (hf) and neither counts nor dilutes the rate.
+    diagnostics = [
+        {**sample("a", 1.0, 0.0), "teacher_cached_tokens": 30},
+        {**sample("a", 0.0, 0.0), "teacher_cached_tokens": 45},
+        sample("b", 0.0, 0.0),
+    ]
+    assert mopd_step_metrics(diagnostics, 1.0)["mopd/teacher_prefix_cache_hit_frac"] == pytest.approx(
+        75 / 100
+    )
+    assert "mopd/teacher_prefix_cache_hit_frac" not in mopd_step_metrics([sample("b", 0.0, 0.0)], 1.0)

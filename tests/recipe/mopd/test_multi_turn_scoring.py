@@ -59,7 +59,7 @@ class DirectForwardScorer(TeacherScorer):
         rows[:-1, 0] = logp[:-1].gather(-1, nxt.unsqueeze(-1)).squeeze(-1).float()
         next_ids = torch.zeros(len(sequence_ids), 1, dtype=torch.int32)
         next_ids[:-1, 0] = nxt.int()
-        return next_ids, rows
+        return next_ids, rows, None
 
 
 def _ids(tok, text):
