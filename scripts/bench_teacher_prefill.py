@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Teacher cost of MOPD contexts: `selection=random` against `selection=shared`, as ratios to the naive sum.
 
-Sections (`--sections`, all by default):
+Sections (`--sections`; tokens and engine by default):
 - tokens: groups of n rollouts at the paper's shapes (n=8; success rates 0.25/0.5/0.75, s ~ Binomial(n, p);
   a ~500-token question; responses of 2048-4096 tokens; the training defaults of `PeerConfig` for budgets),
   rendered by the training code (`peers.build_group_contexts`) with a word-level stand-in tokenizer (one
@@ -12,7 +12,9 @@ Sections (`--sections`, all by default):
   causal LM: today's per-sample forward (right-padded [prompt ; response] batch, logits for the response
   rows) against `engine_prefix_cache.shared_prefix_logits` on the same shared contexts. Ratio to the
   per-sample forward of the shared contexts, beside their token ratio. Medians of `--repeats` runs.
-New measured sections (e.g. a vLLM prefix-cache run) register in SECTIONS.
+- vllm (needs .venv-vllm; not in the default sections): verl's vLLM server with prefix caching scores the same
+  simulated groups (success rate 0.5, lengths times --scale) under each selection; prints wall time, vLLM's
+  reported prefix-cache hits and the perfect-cache token ratio.
 
 Usage:
     .venv/bin/python scripts/bench_teacher_prefill.py [--sections tokens engine] [--groups 200]
@@ -210,14 +212,85 @@ def engine_section(args) -> None:
     print(f"time ratio shared / per-sample {shared / base:.3f} | token ratio {unique / naive:.3f}")
 
 
-SECTIONS = {"tokens": tokens_section, "engine": engine_section}
+def vllm_section(args) -> None:
+    """Live/frozen teachers: verl's vLLM server (prefix caching on, verl's default) scores whole groups
+    of [teacher prompt ; response] as the teacher does (max_tokens=1, prompt_logprobs=0, every request of
+    the step in flight at once). Same groups for both selections, the cache reset before each run; wall
+    time and vLLM's reported cache hits per selection, medians of --repeats alternating runs."""
+    import asyncio
+
+    import ray
+
+    from recipe.mopd.cpu import tiny_task
+    from recipe.mopd.cpu.vllm_cpu import launch_standalone_server
+
+    assets = tiny_task.prepare(REPO_ROOT / ".cache" / "test_assets")
+    rng = random.Random(args.seed)
+    groups = {selection: [] for selection in SELECTIONS}
+    for g in range(args.vllm_groups):
+        state = rng.getstate()
+        for selection in SELECTIONS:
+            rng.setstate(state)  # the same rollouts and scores under both selections
+            pairs, _ = simulate_group(rng, args.n, 0.5, selection, f"v{g}")
+            groups[selection].append(
+                [
+                    (p[: max(1, int(len(p) * args.scale))], r[: max(1, int(len(r) * args.scale))])
+                    for p, r in pairs
+                ]
+            )
+    vocab = 500  # fold the stand-in ids into the tiny model's vocabulary (512), clear of its specials
+    sequences = {
+        selection: [[5 + t % vocab for t in p + r] for group in groups[selection] for p, r in group]
+        for selection in SELECTIONS
+    }
+    longest = max(len(seq) for seqs in sequences.values() for seq in seqs)
+    server = launch_standalone_server(assets["model"], max_model_len=longest + 8)
+    params = {"max_tokens": 1, "temperature": 1.0, "prompt_logprobs": 0, "detokenize": False}
+
+    async def score(seqs):
+        refs = [
+            server.generate.remote(
+                prompt_ids=seq, sampling_params=dict(params), request_id=f"b{i}-{time.time()}"
+            )
+            for i, seq in enumerate(seqs)
+        ]
+        return await asyncio.gather(*refs)
+
+    times = {selection: [] for selection in SELECTIONS}
+    hits = {}
+    for _ in range(args.repeats + 1):  # the first round warms the engine up
+        for selection in SELECTIONS:
+            ray.get(server.clear_kv_cache.remote())
+            start = time.perf_counter()
+            outputs = asyncio.run(score(sequences[selection]))
+            times[selection].append(time.perf_counter() - start)
+            cached = sum(out.extra_fields.get("num_cached_tokens") or 0 for out in outputs)
+            hits[selection] = cached / sum(len(seq) for seq in sequences[selection])
+    ray.shutdown()
+    naive = sum(len(seq) for seq in sequences["random"])
+    print(
+        f"\n## vLLM teacher scoring (tiny model, CPU), {args.vllm_groups} groups at success rate 0.5, scale {args.scale}"
+    )
+    print(f"sequences {len(sequences['random'])}, naive tokens {naive}, longest {longest}")
+    print(f"{'selection':>10} | {'trie/naive':>10} | {'vLLM cache hits':>15} | {'wall s (median)':>15}")
+    for selection in SELECTIONS:
+        trie = sum(prefix_trie_tokens([p + r for p, r in group]) for group in groups[selection])
+        print(
+            f"{selection:>10} | {trie / naive:>10.3f} | {hits[selection]:>15.3f} | "
+            f"{statistics.median(times[selection][1:]):>15.3f}"
+        )
+    ratio = statistics.median(times["shared"][1:]) / statistics.median(times["random"][1:])
+    print(f"time ratio shared / random {ratio:.3f}")
+
+
+SECTIONS = {"tokens": tokens_section, "engine": engine_section, "vllm": vllm_section}
 
 
 def main(argv=None):
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--sections", nargs="+", choices=list(SECTIONS), default=["tokens", "engine"])
     parser.add_argument("--groups", type=int, default=200, help="simulated groups per success rate")
     parser.add_argument("--n", type=int, default=8, help="rollouts per group")
     parser.add_argument("--seed", type=int, default=0)
@@ -225,6 +298,9 @@ def main(argv=None):
     parser.add_argument("--model-size", choices=("tiny", "0.6b"), default="tiny")
     parser.add_argument("--scale", type=float, default=0.1, help="length scale of the engine section's group")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--vllm-groups", type=int, default=8, help="groups scored per run in the vllm section"
+    )
     args = parser.parse_args(argv)
     for name in args.sections:
         SECTIONS[name](args)

@@ -101,3 +101,48 @@ def register() -> None:
     method = UnquantizedLinearMethod.process_weights_after_loading
     if not getattr(method, "__mopd_cpu_patch__", False):
         UnquantizedLinearMethod.process_weights_after_loading = _keep_weight_for_reload(method)
+
+
+def launch_standalone_server(model_path: str, max_model_len: int, max_logprobs: int = 20, **rollout_kwargs):
+    """Start verl's vLLM server for `model_path` on the CPU platform, as verl's teacher pool starts one
+    (standalone `vLLMReplica`, fp32, eager, no sleep mode), in a Ray cluster of this process's making.
+
+    Returns the server's Ray actor handle (`generate(prompt_ids=, sampling_params=, request_id=)`,
+    `clear_kv_cache()`). For tests and benchmarks; `ray.shutdown()` stops it.
+    """
+    import asyncio
+
+    import ray
+    from omegaconf import OmegaConf
+    from verl.workers.config import RolloutConfig
+    from verl.workers.rollout.replica import get_rollout_replica_class
+
+    from recipe.mopd.cpu import PLATFORM_ENV, activate
+
+    activate()
+    if not ray.is_initialized():
+        # One logical GPU slot for the replica's worker; CPUs are logical too (scheduling only).
+        ray.init(
+            num_cpus=8,
+            num_gpus=1,
+            include_dashboard=False,
+            log_to_driver=False,
+            runtime_env={"env_vars": {PLATFORM_ENV: "cpu", "HF_HUB_OFFLINE": "1"}},
+        )
+    config = RolloutConfig(
+        name="vllm",
+        dtype="float32",
+        enforce_eager=True,
+        enable_sleep_mode=False,
+        load_format="auto",
+        tensor_model_parallel_size=1,
+        max_model_len=max_model_len,
+        engine_kwargs={"vllm": {"max_logprobs": max_logprobs}},
+        **rollout_kwargs,
+    )
+    model_config = OmegaConf.create({"_target_": "verl.workers.config.HFModelConfig", "path": model_path})
+    replica = get_rollout_replica_class("vllm")(
+        replica_rank=0, config=config, model_config=model_config, gpus_per_node=1, is_teacher_model=True
+    )
+    asyncio.run(replica.init_standalone())
+    return replica.server_handle

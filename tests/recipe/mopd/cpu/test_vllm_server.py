@@ -8,7 +8,6 @@ verl's teacher pool launches it; only the platform differs from a GPU run.
 
 from __future__ import annotations
 
-import asyncio
 import os
 
 import pytest
@@ -55,40 +54,16 @@ def sequences(tiny_assets) -> list[list[int]]:
 @pytest.fixture(scope="module")
 def vllm_server(tiny_assets):
     import ray
-    from omegaconf import OmegaConf
-    from verl.workers.config import RolloutConfig
-    from verl.workers.rollout.replica import get_rollout_replica_class
 
-    from recipe.mopd.cpu import activate
+    from recipe.mopd.cpu.vllm_cpu import launch_standalone_server
 
-    activate()
-    ray.init(
-        num_cpus=8,
-        num_gpus=1,
-        include_dashboard=False,
-        log_to_driver=False,
-        runtime_env={"env_vars": {"VERL_PLATFORM": "cpu", "HF_HUB_OFFLINE": "1"}},
-    )
-    config = RolloutConfig(
-        name="vllm",
-        dtype="float32",
-        enforce_eager=True,
-        enable_sleep_mode=False,
-        load_format="auto",
-        tensor_model_parallel_size=1,
+    yield launch_standalone_server(
+        tiny_assets["model"],
+        max_model_len=MAX_MODEL_LEN,
+        max_logprobs=TOPK,
         prompt_length=64,
         response_length=16,
-        max_model_len=MAX_MODEL_LEN,
-        engine_kwargs={"vllm": {"max_logprobs": TOPK}},
     )
-    model_config = OmegaConf.create(
-        {"_target_": "verl.workers.config.HFModelConfig", "path": tiny_assets["model"]}
-    )
-    replica = get_rollout_replica_class("vllm")(
-        replica_rank=0, config=config, model_config=model_config, gpus_per_node=1, is_teacher_model=True
-    )
-    asyncio.run(replica.init_standalone())
-    yield replica.server_handle
     ray.shutdown()
 
 
