@@ -1,6 +1,6 @@
 """Session-wide fixtures shared by every test directory.
 
-`tiny_assets` builds the bundled tiny model and task once (about 20 s on 2 cores) and reuses it across
+`tiny_assets` builds the bundled tiny model and task once (about 40 s on 2 cores) and reuses it across
 sessions: `tiny_task.prepare` fingerprints everything that determines the model, so a stale cache is
 never picked up. Point MOPD_TEST_CACHE elsewhere to keep the repository clean.
 """
