@@ -35,6 +35,9 @@ UNDECODABLE_TESTS = "undecodable tests"
 BAD_GROUND_TRUTH = "ground truth not in verifier format"
 MALFORMED_FIELD = "malformed field"
 
+# verl's multi-turn loop (`agent_name: tool_agent`); rows without `agent_name` run the default single turn.
+AGENT_NAMES = ("single_turn_agent", "tool_agent")
+
 SCIENCE_ANSWER = re.compile(r"[A-Z]|True|False")
 IDENTIFIER = re.compile(r"[A-Za-z_]\w*")
 TOOL_CALL_REQUIRED = {"name", "arguments"}
@@ -132,6 +135,32 @@ def tool_ground_truth_problem(ground_truth: str) -> str | None:
     return None
 
 
+def tool_agent_problems(row: Mapping, extra_info: Mapping) -> list[tuple[str, str]]:
+    """(field, detail) for each way the row's tool-agent fields differ from what verl's loop reads:
+    `agent_name`, `extra_info.tool_selection` (the names of the registered tools the prompt offers) and
+    `extra_info.tools_kwargs` ({tool name: {create_kwargs: {...}}}, handed to stateful tools)."""
+    problems = []
+    agent_name = row.get("agent_name")
+    if agent_name is not None and agent_name not in AGENT_NAMES:
+        problems.append(("agent_name", f"{agent_name!r} is not one of {AGENT_NAMES}"))
+    selection = extra_info.get("tool_selection")
+    if selection is not None and (
+        not isinstance(selection, list | tuple) or not selection or not all(map(_is_nonempty_text, selection))
+    ):
+        problems.append(("extra_info.tool_selection", "must be a non-empty list of tool names"))
+    tools_kwargs = extra_info.get("tools_kwargs")
+    if tools_kwargs is not None:
+        if not isinstance(tools_kwargs, Mapping):
+            problems.append(("extra_info.tools_kwargs", "must map tool names to their kwargs"))
+        else:
+            for name, kwargs in tools_kwargs.items():
+                if not isinstance(kwargs, Mapping):
+                    # parquet stores the union of every row's tool names; names a row lacks read back null
+                    detail = f"{name!r} maps to {kwargs!r}, not a {{create_kwargs}} mapping"
+                    problems.append(("extra_info.tools_kwargs", detail))
+    return problems
+
+
 def ground_truth_problem(verifier: str, ground_truth: str, extra_info: Mapping) -> str | None:
     if verifier == "math":
         return math_ground_truth_problem(ground_truth)
@@ -174,6 +203,9 @@ def validate_row(row: Mapping, index: int | None = None) -> list[RowProblem]:
         report("extra_info.verifier", MALFORMED_FIELD, f"{verifier!r} is not one of {VERIFIERS}")
     elif _is_nonempty_text(data_source) and data_source.split("/")[0] != verifier:
         report("data_source", MALFORMED_FIELD, f"{data_source!r} does not route to the {verifier} verifier")
+
+    for field, detail in tool_agent_problems(row, extra_info):
+        report(field, MALFORMED_FIELD, detail)
 
     reward_model = row.get("reward_model")
     if not isinstance(reward_model, Mapping):

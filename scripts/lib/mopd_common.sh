@@ -66,7 +66,12 @@ mopd_launch() {
             default_val=$DATA_DIR/toolalpaca_test.parquet
             default_feedback=false
             ;;
-        *) mopd_die "DOMAIN must be code, math, science or tool (got '$DOMAIN')" ;;
+        tool_multiturn)
+            default_train=$DATA_DIR/bfcl_multiturn_train.parquet
+            default_val=$DATA_DIR/bfcl_multiturn_test.parquet
+            default_feedback=false
+            ;;
+        *) mopd_die "DOMAIN must be code, math, science, tool or tool_multiturn (got '$DOMAIN')" ;;
     esac
 
     # ema/ref run inside the actor and see the student's logits: the released loss. live/frozen score on
@@ -205,6 +210,19 @@ mopd_launch() {
         actor_rollout_ref.rollout.val_kwargs.top_p=0.95
         actor_rollout_ref.rollout.val_kwargs.n=8
     )
+    # Multi-turn tool episodes through verl's tool_agent loop (the rows name it in agent_name): BFCL's
+    # functions are recording tools (data_prep/bfcl_multiturn.py), so an episode is a call, its
+    # acknowledgement and a closing turn; TOOL_TURNS caps the policy's turns.
+    local multi_turn=()
+    if [[ "$DOMAIN" == tool_multiturn ]]; then
+        TOOL_CONFIG=${TOOL_CONFIG:-$DATA_DIR/bfcl_multiturn_tools.yaml}
+        multi_turn=(
+            actor_rollout_ref.rollout.multi_turn.enable=true
+            actor_rollout_ref.rollout.multi_turn.tool_config_path="$TOOL_CONFIG"
+            actor_rollout_ref.rollout.multi_turn.format=hermes
+            actor_rollout_ref.rollout.multi_turn.max_assistant_turns="${TOOL_TURNS:-2}"
+        )
+    fi
     local method_args
     if [[ "$method" == grpo ]]; then
         # verl's own GRPO through the same entry point: no teacher, verl's agent loop and sync trainer.
@@ -268,7 +286,7 @@ mopd_launch() {
         algorithm.rollout_correction.rollout_is_threshold="$IS_THRESHOLD"
     )
     local command=("$PYTHON" -m recipe.mopd.main_mopd "${data[@]}" "${model[@]}" "${actor[@]}" "${rollout[@]}"
-        "${correction[@]}" "${method_args[@]}" "${trainer[@]}" "$@")
+        "${correction[@]}" "${multi_turn[@]}" "${method_args[@]}" "${trainer[@]}" "$@")
     if ((dry_run)); then
         printf '%q ' "${command[@]}"
         printf '\n'

@@ -69,7 +69,34 @@ MALFORMED = [
     ("science", answer("E"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
     ("science", answer("c"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
     ("tool", answer("[]"), "reward_model.ground_truth", BAD_GROUND_TRUTH),
+    ("tool", lambda row: row.update(agent_name="react_agent"), "agent_name", MALFORMED_FIELD),
+    ("tool", extra(tool_selection=[]), "extra_info.tool_selection", MALFORMED_FIELD),
+    ("tool", extra(tool_selection=["getFacts", ""]), "extra_info.tool_selection", MALFORMED_FIELD),
+    ("tool", extra(tools_kwargs=["getFacts"]), "extra_info.tools_kwargs", MALFORMED_FIELD),
 ]
+
+
+def test_tool_agent_rows_pass():
+    row = make_row("tool")
+    row["agent_name"] = "tool_agent"
+    row["extra_info"].update(tool_selection=["getFacts"], tools_kwargs={"getFacts": {"create_kwargs": {}}})
+    assert validate_row(row) == []
+
+
+def test_tools_kwargs_keyed_by_per_row_tool_names_are_caught_after_a_parquet_round_trip(tmp_path):
+    rows = [make_row("tool"), make_row("tool")]
+    for row, name in zip(rows, ("getFacts", "getJoke")):
+        row["agent_name"] = "tool_agent"
+        row["extra_info"]["tools_kwargs"] = {name: {"create_kwargs": {"limit": 3}}}
+    pq.write_table(rows_to_table(rows), tmp_path / "tool.parquet")
+
+    _, problems = validate.validate_file(tmp_path / "tool.parquet")
+
+    assert [(p.index, p.field) for p in problems] == [
+        (0, "extra_info.tools_kwargs"),
+        (1, "extra_info.tools_kwargs"),
+    ]
+    assert "'getJoke' maps to None" in problems[0].detail
 
 
 @pytest.mark.parametrize("verifier, mutate, field, reason", MALFORMED)

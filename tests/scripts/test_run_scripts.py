@@ -213,6 +213,22 @@ def test_environment_and_extra_arguments_override_the_defaults(trainer_config):
     assert config.trainer.experiment_name == "qwen3_4b_science-chemistry_sdpo_ema"
 
 
+@pytest.mark.parametrize("method", METHODS)
+def test_multi_turn_tool_domain_runs_verls_tool_agent_loop_with_the_recording_tools(trainer_config, method):
+    config = trainer_config(overrides(method, DOMAIN="tool_multiturn"))
+    assert_paper_settings(config)
+    assert config.data.train_files == f"{DATA_DIR}/bfcl_multiturn_train.parquet"
+    assert config.data.val_files == f"{DATA_DIR}/bfcl_multiturn_test.parquet"
+    multi_turn = config.actor_rollout_ref.rollout.multi_turn
+    assert (multi_turn.enable, multi_turn.format, multi_turn.max_assistant_turns) == (True, "hermes", 2)
+    assert multi_turn.tool_config_path == f"{DATA_DIR}/bfcl_multiturn_tools.yaml"
+    # the loop hands the raw chat and the rows' agent_name/extra_info to the tool agent
+    assert config.data.return_raw_chat is True
+    if method != "grpo":
+        assert config.mopd.use_feedback is False
+        assert config.mopd.include_tool_results is True
+
+
 @pytest.mark.parametrize(
     ("method", "env", "message"),
     [
