@@ -204,16 +204,23 @@ def plot(summary: list[dict], out_png: Path, title: str) -> Path:
         (axes[0], "reward", "reward (mean over seeds, band: min-max)"),
         (axes[1], "auroc", "teacher-signal AUROC per step (mean, band: min-max)"),
     ):
-        for method in dict.fromkeys(r["method"] for r in summary):
+        present = {r["method"] for r in summary}
+        methods = [m for m in METHODS if m in present] + sorted(present - set(METHODS))
+        for index, method in enumerate(methods):
+            color = f"C{index}"  # one colour per method in both panels, even where it logs no AUROC
             points = sorted(
                 (int(r["step"]), r) for r in summary if r["method"] == method and r["metric"] == metric
             )
             if not points:
                 continue
             steps = [s for s, _ in points]
-            ax.plot(steps, [float(r["mean"]) for _, r in points], marker="o", label=method)
+            ax.plot(steps, [float(r["mean"]) for _, r in points], marker="o", label=method, color=color)
             ax.fill_between(
-                steps, [float(r["min"]) for _, r in points], [float(r["max"]) for _, r in points], alpha=0.15
+                steps,
+                [float(r["min"]) for _, r in points],
+                [float(r["max"]) for _, r in points],
+                alpha=0.15,
+                color=color,
             )
         if metric == "auroc":
             ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
@@ -228,25 +235,32 @@ def plot(summary: list[dict], out_png: Path, title: str) -> Path:
     return out_png
 
 
-def train(command: list[str], run_dir: Path, timeout_s: int) -> None:
+def train(command: list[str], run_dir: Path, timeout_s: int, retries: int = 1) -> None:
+    """One training run, its output in run_dir/train.log; a failed attempt is retried `retries` times
+    (on a crowded 2-core machine Ray's start-up can miss its RPC deadline) before SystemExit."""
     env = {
         **os.environ,
         "VERL_FILE_LOGGER_PATH": str(run_dir / "metrics.jsonl"),
         "HF_HUB_OFFLINE": "1",
         "RAY_DEDUP_LOGS": "0",
     }
-    with open(run_dir / "train.log", "w") as log:
-        completed = subprocess.run(
-            command,
-            cwd=run_dir,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            timeout=timeout_s,
-            check=False,
-        )
-    if completed.returncode != 0:
-        raise SystemExit(f"{run_dir.name} failed (exit {completed.returncode}); log: {run_dir / 'train.log'}")
+    for attempt in range(retries + 1):
+        (run_dir / "metrics.jsonl").unlink(missing_ok=True)
+        log_path = run_dir / ("train.log" if attempt == 0 else f"train.retry{attempt}.log")
+        with open(log_path, "w") as log:
+            completed = subprocess.run(
+                command,
+                cwd=run_dir,
+                env=env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                timeout=timeout_s,
+                check=False,
+            )
+        if completed.returncode == 0:
+            return
+        print(f"{run_dir.name}: attempt {attempt + 1} failed (exit {completed.returncode}); log: {log_path}")
+    raise SystemExit(f"{run_dir.name} failed {retries + 1} times; logs in {run_dir}")
 
 
 def report(out: Path, rows: list[dict], steps: int, title: str) -> list[dict]:
@@ -278,6 +292,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--data-dir", type=Path, help="directory of gsm_symbolic_{train,test}.parquet")
     parser.add_argument("--out", type=Path, default=Path("outputs/compare_methods"))
     parser.add_argument("--timeout-s", type=int, default=3600, help="per run")
+    parser.add_argument("--retries", type=int, default=1, help="attempts after a failed run")
     parser.add_argument(
         "--report-only", action="store_true", help="tabulate and plot the runs already in --out, train none"
     )
@@ -299,13 +314,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
             metrics = run_dir / "metrics.jsonl"
             if not args.report_only and not complete(metrics, args.steps):
                 run_dir.mkdir(parents=True, exist_ok=True)
-                metrics.unlink(missing_ok=True)
                 command = training_command(
                     assets, args.steps, run_overrides(method, seed, run_dir, [*task_overrides, *extra])
                 )
                 started = time.monotonic()
                 print(f"{method} seed {seed}: training {args.steps} steps ...", flush=True)
-                train(command, run_dir, args.timeout_s)
+                train(command, run_dir, args.timeout_s, args.retries)
                 print(f"{method} seed {seed}: done in {time.monotonic() - started:.0f} s", flush=True)
             if metrics.exists():
                 logged = [s for s in read_metrics(metrics) if s["step"] <= args.steps]

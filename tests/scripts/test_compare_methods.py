@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -165,3 +166,17 @@ def test_a_finished_run_is_reused(tmp_path):
     metrics = tmp_path / "runs" / "opd_s0" / "metrics.jsonl"
     assert compare.complete(metrics, 2) and not compare.complete(metrics, 3)
     assert not compare.complete(tmp_path / "missing.jsonl", 1)
+
+
+def test_a_failed_run_is_retried_then_reported(tmp_path):
+    # A stub command stands in for the trainer: it fails on its first attempt only.
+    marker = tmp_path / "attempted"
+    flaky = [
+        sys.executable,
+        "-c",
+        f"import pathlib, sys; p = pathlib.Path({str(marker)!r}); first = not p.exists(); p.touch(); sys.exit(first)",
+    ]
+    compare.train(flaky, tmp_path, timeout_s=60, retries=1)
+    assert (tmp_path / "train.log").exists() and (tmp_path / "train.retry1.log").exists()
+    with pytest.raises(SystemExit, match="failed 2 times"):
+        compare.train([sys.executable, "-c", "raise SystemExit(2)"], tmp_path, timeout_s=60, retries=1)
