@@ -377,7 +377,9 @@ def main(argv: list[str] | None = None):
     if differences:
         print("matched, difference to none (paired bootstrap):")
         for row in differences:
-            print(f"{row['variant']:>6} {row['metric']:>17}: {_interval(row, '+')} ({row['num_groups']} groups)")
+            print(
+                f"{row['variant']:>6} {row['metric']:>17}: {_interval(row, '+')} ({row['num_groups']} groups)"
+            )
     return table
 
 
