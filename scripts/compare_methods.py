@@ -321,9 +321,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{method} seed {seed}: training {args.steps} steps ...", flush=True)
                 train(command, run_dir, args.timeout_s, args.retries)
                 print(f"{method} seed {seed}: done in {time.monotonic() - started:.0f} s", flush=True)
-            if metrics.exists():
+            if complete(metrics, args.steps):
                 logged = [s for s in read_metrics(metrics) if s["step"] <= args.steps]
                 rows.extend(step_rows(method, seed, logged))
+            elif args.report_only:
+                # A run still in progress (or cut short) would compare fewer steps than the others.
+                print(f"{method} seed {seed}: not finished, left out")
     if not rows:
         raise SystemExit(f"no finished runs under {out / 'runs'}")
     title = f"{args.task}: {', '.join(args.methods)}; seeds {args.seeds}"

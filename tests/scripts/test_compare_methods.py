@@ -180,3 +180,13 @@ def test_a_failed_run_is_retried_then_reported(tmp_path):
     assert (tmp_path / "train.log").exists() and (tmp_path / "train.retry1.log").exists()
     with pytest.raises(SystemExit, match="failed 2 times"):
         compare.train([sys.executable, "-c", "raise SystemExit(2)"], tmp_path, timeout_s=60, retries=1)
+
+
+def test_report_only_leaves_unfinished_runs_out(tmp_path, capsys):
+    write_run(tmp_path, "opd", 0, metric_steps([0.1, 0.2, 0.3]))
+    write_run(tmp_path, "opd", 1, metric_steps([0.5]))  # still training
+    table = compare.main(
+        ["--report-only", "--out", str(tmp_path), "--methods", "opd", "--seeds", "0", "1", "--steps", "3"]
+    )
+    assert table[0]["seeds"] == 1
+    assert "opd seed 1: not finished, left out" in capsys.readouterr().out
