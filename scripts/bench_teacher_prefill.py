@@ -220,6 +220,7 @@ def vllm_section(args) -> None:
     import asyncio
 
     import ray
+    from transformers import AutoTokenizer
 
     from recipe.mopd.cpu import tiny_task
     from recipe.mopd.cpu.vllm_cpu import launch_standalone_server
@@ -238,7 +239,8 @@ def vllm_section(args) -> None:
                     for p, r in pairs
                 ]
             )
-    vocab = 500  # fold the stand-in ids into the tiny model's vocabulary (512), clear of its specials
+    # Fold the stand-in ids into the tiny model's vocabulary, clear of its special tokens (ids 0-4).
+    vocab = AutoTokenizer.from_pretrained(assets["model"]).vocab_size - 5
     sequences = {
         selection: [[5 + t % vocab for t in p + r] for group in groups[selection] for p, r in group]
         for selection in SELECTIONS

@@ -20,9 +20,9 @@ pytestmark = [pytest.mark.vllm, pytest.mark.slow]
 
 # fp32 on both sides. vLLM's CPU kernels (oneDNN GEMMs, its paged attention) round differently from torch's:
 # measured on the 800-step tiny model, max |vLLM - transformers| 3e-6..5e-6 on 33-token sequences and up to
-# 3.4e-5 on longer or concurrently batched ones, where transformers' own fp32 error against a float64 forward
-# is 5e-6..9e-6. A layout slip (a shifted row) moves log-probs by whole nats, far above this bound.
-ATOL = 5e-5
+# 5.3e-5 (relative 1.2e-5) at late positions of a 60-token one, where transformers' own fp32 error against a
+# float64 forward is 5e-6..9e-6. A layout slip (a shifted row) moves log-probs by whole nats, far above this.
+ATOL = 1e-4
 MAX_MODEL_LEN = 128
 TOPK = 5
 
