@@ -3,8 +3,8 @@
 An episode: the model calls the `add` tool (recipe/mopd/cpu/tiny_tools.py) in the hermes format its chat
 template renders, `<tool_call>{"name": "add", "arguments": {"a": 13, "b": 25}}</tool_call>`, reads the
 result, and answers `\\boxed{38}` in a second assistant turn. The tiny model (tiny_model.build_tiny_model,
-plus the two tool-call tokens and a tool-aware template) is pre-trained on such episodes, laid out token
-for token as verl's loop lays them out, with the loss on the policy's tokens only. In a fixed share of
+plus the call's fixed pieces as tokens and a tool-aware template) is pre-trained on such episodes, laid
+out token for token as verl's loop lays them out, with the loss on the policy's tokens only. In a fixed share of
 the pre-training episodes one operand of the call is miscopied, so sampled groups mix successful and
 failed tool-using episodes (a wrong call gets a right sum of the wrong numbers, and a wrong answer).
 `prepare(dir)` writes train/val parquet (`agent_name: tool_agent`) and the model, cached by fingerprint.
@@ -24,9 +24,12 @@ from typing import Any
 from recipe.mopd.cpu import tiny_task
 
 AGENT_NAME = "tool_agent"
-TOOL_CALL_TOKENS = ["<tool_call>", "</tool_call>"]
+# The tool-call tags and the call's fixed JSON as single tokens: a call is 9 tokens instead of 48, so the
+# model learns to copy the operands in a fraction of the pre-training (text and parsing are unchanged).
+TOOL_CALL_TOKENS = ["<tool_call>", "</tool_call>", '{"name": "add", "arguments": {"a": ', ', "b": ', "}}"]
 MISCOPY_RATE = 0.4
-PRETRAIN_STEPS = 600
+PRETRAIN_STEPS = 800
+PRETRAIN_BATCH = 16
 TOOL_FILE = Path(__file__).with_name("tiny_tools.py")
 
 # tiny_model's ChatML template plus tools (named in a system turn) and assistant tool calls in hermes form.
@@ -64,9 +67,8 @@ def make_rows(count: int, seed: int, split: str = "train") -> list[dict[str, Any
     for row in rows:
         question = row["prompt"][-1]["content"].replace("Answer in", "Use the add tool, then answer in")
         row["prompt"] = [{"role": "user", "content": question}]
+        # No tools_kwargs: function tools take no per-sample state (and parquet cannot store an empty struct).
         row["agent_name"] = AGENT_NAME
-        # Function tools take no per-sample state; verl reads the key for stateful tools.
-        row["extra_info"] = {**row["extra_info"], "tools_kwargs": {}}
     return rows
 
 
@@ -130,7 +132,7 @@ def pretrain(model_dir: Path, steps: int = PRETRAIN_STEPS, seed: int = 0) -> flo
     schemas = tool_schemas()
     rng = random.Random(seed)
     examples = []
-    for row in make_rows(2000, seed=seed + 100):
+    for row in make_rows(1000, seed=seed + 100):
         a, b = _operands(row)
         if rng.random() < MISCOPY_RATE:
             if rng.random() < 0.5:
@@ -141,22 +143,28 @@ def pretrain(model_dir: Path, steps: int = PRETRAIN_STEPS, seed: int = 0) -> flo
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3, weight_decay=0.0)
     loss = torch.tensor(0.0)
     model.train()
-    for _ in range(steps):
-        batch = rng.sample(examples, 32)
-        width = max(len(p) + len(r) for p, r, _ in batch)
-        input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
-        labels = torch.full((len(batch), width), -100)
-        attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for n, (prompt, response, mask) in enumerate(batch):
-            sequence = prompt + response
-            input_ids[n, : len(sequence)] = torch.tensor(sequence)
-            targets = torch.tensor([t if m else -100 for t, m in zip(response, mask)])
-            labels[n, len(prompt) : len(sequence)] = targets
-            attention_mask[n, : len(sequence)] = 1
-        loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    # One thread: the matrices are tiny, and on a shared machine a second thread mostly spins.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        for _ in range(steps):
+            batch = rng.sample(examples, PRETRAIN_BATCH)
+            width = max(len(p) + len(r) for p, r, _ in batch)
+            input_ids = torch.full((len(batch), width), tokenizer.pad_token_id)
+            labels = torch.full((len(batch), width), -100)
+            attention_mask = torch.zeros((len(batch), width), dtype=torch.long)
+            for n, (prompt, response, mask) in enumerate(batch):
+                sequence = prompt + response
+                input_ids[n, : len(sequence)] = torch.tensor(sequence)
+                targets = torch.tensor([t if m else -100 for t, m in zip(response, mask)])
+                labels[n, len(prompt) : len(sequence)] = targets
+                attention_mask[n, : len(sequence)] = 1
+            loss = model(input_ids=input_ids, attention_mask=attention_mask, labels=labels).loss
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+    finally:
+        torch.set_num_threads(threads)
     model.eval()
     model.save_pretrained(str(model_dir))
     return float(loss.detach())
