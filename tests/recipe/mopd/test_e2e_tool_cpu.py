@@ -1,5 +1,5 @@
 """A real verl V1 run of MOPD over multi-turn tool episodes on CPU: `python -m recipe.mopd.main_mopd
-platform=cpu` with verl's `tool_agent` loop, the project's `add` function tool and the tiny model
+platform=cpu` (and `platform=cpu_vllm`, verl's vLLM server, in the vLLM layer) with verl's `tool_agent` loop, the project's `add` function tool and the tiny model
 pre-trained to call it (recipe/mopd/cpu/tiny_tool_task.py); rewards from the project's math verifier."""
 
 import json
@@ -39,7 +39,8 @@ def tool_assets():
 
 
 @pytest.mark.slow
-def test_mopd_over_multi_turn_tool_episodes(tool_assets, tmp_path):
+@pytest.mark.parametrize("platform", ["cpu", pytest.param("cpu_vllm", marks=pytest.mark.vllm)])
+def test_mopd_over_multi_turn_tool_episodes(tool_assets, tmp_path, platform):
     metrics_path = tmp_path / "metrics.jsonl"
     env = {
         **os.environ,
@@ -53,7 +54,7 @@ def test_mopd_over_multi_turn_tool_episodes(tool_assets, tmp_path):
         f"trainer.rollout_data_dir={tmp_path / 'rollouts'}",
         *tool_overrides(tool_assets),
     ]
-    command = training_command(tool_assets, 2, overrides)
+    command = training_command(tool_assets, 2, overrides, platform=platform)
     completed = subprocess.run(
         command, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=1800, check=False
     )
