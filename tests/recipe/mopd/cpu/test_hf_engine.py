@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 from recipe.mopd.cpu.hf_engine import HFEngine, Request, SamplingSpec
 
 ATOL = 1e-5
+SAMPLED_ATOL = 1e-4
 MAX_MODEL_LEN = 96
 
 
@@ -188,7 +189,10 @@ def test_sampled_logprobs_match_direct_forward(engine, model, tokenizer, prompts
         full = ids + result.token_ids
         reference = direct_logprobs(model, full, temperature)[len(ids) - 1 : -1]
         reference = reference.gather(-1, torch.tensor(result.token_ids).unsqueeze(-1)).squeeze(-1)
-        torch.testing.assert_close(torch.tensor(result.log_probs), reference, atol=ATOL, rtol=0)
+        # Incremental decoding (KV cache, left padding) rounds differently from one full forward; at T=1.5
+        # the sampled tokens reach log-probs near -1 to -8, where the head-size-32 model's fp32 gap reached
+        # 3.9e-5. A wrong row or temperature would be off by far more.
+        torch.testing.assert_close(torch.tensor(result.log_probs), reference, atol=SAMPLED_ATOL, rtol=0)
 
 
 def test_generation_stops_at_eos(engine, tokenizer, chat_prompts):
