@@ -10,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.." || exit 1
 if [[ $# -lt 1 || "$1" == -* ]]; then
-    echo "usage: bash scripts/gpu_smoke.sh MODEL_PATH [--dry-run] [hydra overrides...]" >&2
+    echo "usage: bash scripts/gpu_smoke.sh MODEL_PATH [--dry-run] [hydra overrides...]  (--dry-run follows MODEL_PATH; PYTHON picks the interpreter, e.g. PYTHON=.venv/bin/python; a real run writes the data files the dry run names)" >&2
     exit 2
 fi
 MODEL_PATH=$1

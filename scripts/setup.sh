@@ -16,4 +16,5 @@ if ! command -v bwrap >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1 && [
     (apt-get install -y -qq bubblewrap >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq bubblewrap; }) \
         || echo "setup: bubblewrap not installed; the code sandbox falls back to unshare" >&2
 fi
-echo "setup: .venv ready ($(.venv/bin/python -c 'import torch, verl; print("torch", torch.__version__, "verl", verl.__version__)'))"
+# Versions from package metadata: importing verl here would print its accelerator and engine warnings.
+echo "setup: .venv ready ($(.venv/bin/python -c 'from importlib.metadata import version; print("torch", version("torch"), "verl", version("verl"))'))"

@@ -67,6 +67,11 @@ def is_training_step(step: dict) -> bool:
     return "critic/score/mean" in step
 
 
+def trend_window(num_steps: int, window: int) -> int:
+    """The window `reward_trend` averages over: `window`, but at most half of the steps and at least 1."""
+    return max(1, min(window, num_steps // 2 or 1))
+
+
 def reward_trend(steps: list[dict], window: int = 5) -> tuple[float, float] | None:
     """(mean reward over the first `window` training steps, over the last `window`); None without steps.
 
@@ -76,7 +81,7 @@ def reward_trend(steps: list[dict], window: int = 5) -> tuple[float, float] | No
     rewards = [s["critic/score/mean"] for s in steps if is_training_step(s)]
     if not rewards:
         return None
-    window = max(1, min(window, len(rewards) // 2 or 1))
+    window = trend_window(len(rewards), window)
     return sum(rewards[:window]) / window, sum(rewards[-window:]) / window
 
 

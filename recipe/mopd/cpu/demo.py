@@ -28,6 +28,7 @@ from recipe.mopd.metrics_report import (
     reward_trend,
     table_header,
     table_row,
+    trend_window,
 )
 
 DEFAULT_STEPS = 40
@@ -142,7 +143,8 @@ def run(
     png = plot_metrics(steps_metrics, out_dir / "metrics.png")
     trend = reward_trend(steps_metrics, TREND_WINDOW)
     if trend is not None:
-        print(f"\nreward, mean of the first vs last {TREND_WINDOW} steps: {trend[0]:.3f} -> {trend[1]:.3f}")
+        window = trend_window(len(steps_metrics), TREND_WINDOW)
+        print(f"\nreward, mean of the first vs last {window} steps: {trend[0]:.3f} -> {trend[1]:.3f}")
     print(
         f"metrics: {metrics_path}\nplot: {png}\nlog: {log_path}\nwall time: {time.monotonic() - started:.0f} s"
     )

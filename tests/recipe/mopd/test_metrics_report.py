@@ -13,6 +13,7 @@ from recipe.mopd.metrics_report import (
     summary_table,
     table_header,
     table_row,
+    trend_window,
 )
 
 
@@ -63,3 +64,8 @@ def test_plot_is_a_png(tmp_path):
     steps = [{"step": i, "critic/score/mean": 0.1 * i, "timing_s/step": 1.0} for i in (1, 2, 3)]
     png = plot_metrics(steps, tmp_path / "m.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_trend_window_is_what_reward_trend_averages_over():
+    # the demo prints this number: 6 steps with a window of 5 average 3 at each end
+    assert [trend_window(n, 5) for n in (1, 2, 6, 10, 40)] == [1, 1, 3, 5, 5]
