@@ -2,7 +2,7 @@
 (`gsm_symbolic_train.parquet`, `gsm_symbolic_test.parquet`, data_source `math/gsm_symbolic`).
 
     python -m data_prep.gsm_symbolic --out DIR [--local-path DIR_OR_FILE] [--train-size N]
-        [--test-size N] [--limit N] [--seed S]
+        [--test-size N] [--limit N] [--seed S] [--prompt-format step_by_step|one_shot|one_shot_choice]
 
 reasoning-gym 0.1.25 (Apache-2.0) ships 100 templated generators copied from GSM8K problems; only the 85
 its `gsm_symbolic.py` lists in `tasks_ok` are used (the other 15 are marked `tasks_need_fix`). Instances
@@ -21,6 +21,16 @@ source. Install with `pip install --no-deps --require-hashes -r scripts/requirem
 wheel), or instance files (jsonl/json/parquet with `question`, `answer` and optionally `template` and
 `answer_cot`, or reasoning-gym's `metadata.answer_cot`); a file whose name contains "test" is the test
 split. The gold answer is the generator's number (`format_number`), graded by the math verifier.
+
+`--prompt-format one_shot` puts a worked instance of the same template (another generator seed) before the
+question as a previous chat exchange: the user asks it, the assistant answers with its GSM8K solution
+ending in `\\boxed{N}`. Small chat models need it: SmolLM2-135M-Instruct solves almost none of the plain
+prompts (README, "Teacher signal on a real model"). `one_shot_choice` also lists four options (the gold
+answer and answers of three other instances of the template, in a seeded order), ends the worked solution
+with "The answer is (X)." and grades the option letter with the science verifier (data_source
+`science/gsm_symbolic_choice`); SmolLM2-135M picks the right option on about a fifth of its samples, where
+it solves under 2% of the one-shot prompts. Both need the generators, so they do not apply to instance
+files.
 """
 
 from __future__ import annotations
@@ -44,7 +54,7 @@ from data_prep.common import (
     sample_records,
     write_outputs,
 )
-from data_prep.math_common import math_row, normalize_answer
+from data_prep.math_common import MATH_PROMPT_SUFFIX, math_row, normalize_answer
 from data_prep.packaged import package_path
 from data_prep.validate import BAD_GROUND_TRUTH, RowError
 
@@ -61,6 +71,18 @@ DIFFICULTY = 1.0
 # Far above any split size, so the train and test generator seeds (seed + i) never coincide.
 TEST_SEED_OFFSET = 1_000_000
 DEFAULT_SIZES = {"train": 2000, "test": 200}
+# The worked example of instance seed s is drawn with generator seed s + EXAMPLE_SEED_OFFSET, clear of
+# every train (seed + i) and test (seed + TEST_SEED_OFFSET + i) seed.
+EXAMPLE_SEED_OFFSET = 2 * TEST_SEED_OFFSET
+# Distractors of the choice format are answers of the same template drawn with seeds from here on.
+DISTRACTOR_SEED_OFFSET = 3 * TEST_SEED_OFFSET
+DISTRACTOR_DRAWS = 40
+CHOICE_LABELS = ("A", "B", "C", "D")
+CHOICE_DATA_SOURCE = "science/gsm_symbolic_choice"
+CHOICE_SUFFIX = (
+    "\n\nPlease reason step by step, then give the letter of the correct option as 'The answer is (X).'"
+)
+PROMPT_FORMATS = ("step_by_step", "one_shot", "one_shot_choice")
 
 Generator = Callable[[Random, float], dict]
 
@@ -120,9 +142,39 @@ def load_generators(package_dir: Path) -> dict[int, Generator]:
     return generators
 
 
-def generate(package_dir: Path, seed: int, size: int) -> list[dict]:
+def worked_solution(answer_cot: str, answer: str) -> str:
+    """A GSM8K solution with its closing `#### N` line replaced by the boxed answer the verifier reads."""
+    lines = [line for line in answer_cot.strip().splitlines() if not line.startswith("####")]
+    return "\n".join([*lines, f"The final answer is \\boxed{{{answer}}}."])
+
+
+def choice_options(generator: Generator, answer: str, instance_seed: int) -> list[str]:
+    """Four options in a seeded order: `answer` and three answers of other instances of its template
+    (the same magnitude and form, so the gold is not the odd one out), or, for a template whose answer
+    hardly varies, the integers above the gold answer."""
+    options = {answer}
+    for draw in range(DISTRACTOR_DRAWS):
+        if len(options) == len(CHOICE_LABELS):
+            break
+        seed = instance_seed + DISTRACTOR_SEED_OFFSET + draw * TEST_SEED_OFFSET
+        options.add(generator(Random(seed), DIFFICULTY)["answer"])
+    step = 1
+    while len(options) < len(CHOICE_LABELS):
+        options.add(str(int(Decimal(answer)) + step))
+        step += 1
+    ordered = sorted(options)
+    Random(instance_seed).shuffle(ordered)
+    return ordered
+
+
+def choice_question(question: str, options: list[str]) -> str:
+    return question + "\n\n" + "\n".join(f"{label}: {o}" for label, o in zip(CHOICE_LABELS, options))
+
+
+def generate(package_dir: Path, seed: int, size: int, prompt_format: str = "step_by_step") -> list[dict]:
     """`size` instances as reasoning-gym's GSMSymbolicDataset(seed=seed, size=size) yields them, plus
-    the template id and generator seed."""
+    the template id and generator seed; the one-shot formats add a worked instance of the template
+    (`example_question`, `example_solution`), the choice format the options and the gold letter."""
     templates = tasks_ok(package_dir)
     generators = load_generators(package_dir)
     missing = sorted(set(templates) - set(generators))
@@ -132,15 +184,30 @@ def generate(package_dir: Path, seed: int, size: int) -> list[dict]:
     instances = []
     for index, template in enumerate(chosen):
         example = generators[template](Random(seed + index), DIFFICULTY)
-        instances.append(
-            {
-                "question": example["question"] + QUESTION_SUFFIX,
-                "answer": example["answer"],
-                "answer_cot": example["metadata"]["answer_cot"],
-                "template": template,
-                "instance_seed": seed + index,
-            }
-        )
+        instance = {
+            "question": example["question"] + QUESTION_SUFFIX,
+            "answer": example["answer"],
+            "answer_cot": example["metadata"]["answer_cot"],
+            "template": template,
+            "instance_seed": seed + index,
+        }
+        if prompt_format != "step_by_step":
+            worked_seed = seed + index + EXAMPLE_SEED_OFFSET
+            worked = generators[template](Random(worked_seed), DIFFICULTY)
+            instance["example_question"] = worked["question"] + QUESTION_SUFFIX
+            instance["example_solution"] = worked_solution(worked["metadata"]["answer_cot"], worked["answer"])
+        if prompt_format == "one_shot_choice":
+            options = choice_options(generators[template], example["answer"], seed + index)
+            worked_options = choice_options(generators[template], worked["answer"], worked_seed)
+            instance["question"] = choice_question(instance["question"], options)
+            instance["choice_answer"] = CHOICE_LABELS[options.index(example["answer"])]
+            instance["example_question"] = choice_question(instance["example_question"], worked_options)
+            worked_letter = CHOICE_LABELS[worked_options.index(worked["answer"])]
+            # The worked solution keeps its reasoning and ends with the option letter instead of the box.
+            instance["example_solution"] = (
+                instance["example_solution"].rsplit("\n", 1)[0] + f"\nThe answer is ({worked_letter})."
+            )
+        instances.append(instance)
     return instances
 
 
@@ -158,7 +225,7 @@ def converter(split: str):
         metadata = record.get("metadata") if isinstance(record.get("metadata"), Mapping) else {}
         template = record.get("template")
         instance_seed = record.get("instance_seed")
-        return math_row(
+        row = math_row(
             data_source=DATA_SOURCE,
             split=split,
             index=index,
@@ -170,6 +237,20 @@ def converter(split: str):
                 "answer_cot": str(record.get("answer_cot") or metadata.get("answer_cot") or ""),
             },
         )
+        suffix = MATH_PROMPT_SUFFIX
+        if "choice_answer" in record:
+            suffix = CHOICE_SUFFIX
+            row["data_source"] = CHOICE_DATA_SOURCE
+            row["reward_model"]["ground_truth"] = record["choice_answer"]
+            row["extra_info"].update(verifier="science", choice_labels=list(CHOICE_LABELS))
+            row["prompt"] = [{"role": "user", "content": record["question"] + suffix}]
+        if "example_question" in record:
+            row["prompt"] = [
+                {"role": "user", "content": record["example_question"] + suffix},
+                {"role": "assistant", "content": record["example_solution"]},
+                *row["prompt"],
+            ]
+        return row
 
     return convert
 
@@ -191,10 +272,14 @@ def read_instance_files(path: Path) -> dict[str, list[dict]]:
     return records
 
 
-def generate_splits(package_dir: Path, seed: int, sizes: Mapping[str, int]) -> tuple[dict, Counter]:
+def generate_splits(
+    package_dir: Path, seed: int, sizes: Mapping[str, int], prompt_format: str = "step_by_step"
+) -> tuple[dict, Counter]:
     """{split: instances} with test questions seen in train removed, and the count removed."""
-    train = generate(package_dir, seed, sizes["train"]) if sizes["train"] else []
-    test = generate(package_dir, seed + TEST_SEED_OFFSET, sizes["test"]) if sizes["test"] else []
+    train = generate(package_dir, seed, sizes["train"], prompt_format) if sizes["train"] else []
+    test = (
+        generate(package_dir, seed + TEST_SEED_OFFSET, sizes["test"], prompt_format) if sizes["test"] else []
+    )
     train_questions = {instance["question"] for instance in train}
     kept_test = [instance for instance in test if instance["question"] not in train_questions]
     filtered = Counter()
@@ -212,6 +297,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             default=default,
             help=f"{split} instances to generate (default {default}); ignored for instance files",
         )
+    parser.add_argument(
+        "--prompt-format",
+        choices=PROMPT_FORMATS,
+        default="step_by_step",
+        help="one_shot: a worked instance of the same template before each question; one_shot_choice: "
+        "the same with four answer options, graded on the option letter",
+    )
     args = parser.parse_args(argv)
     sizes = {"train": args.train_size, "test": args.test_size}
     if min(sizes.values()) < 0:
@@ -222,7 +314,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         package_dir = package_dir_of(args.local_path)
     if package_dir is not None:
-        splits, filtered = generate_splits(package_dir, args.seed, sizes)
+        splits, filtered = generate_splits(package_dir, args.seed, sizes, args.prompt_format)
+    elif args.prompt_format != "step_by_step":
+        parser.error(
+            f"--prompt-format {args.prompt_format} draws its worked examples from the generators; "
+            f"{args.local_path} holds instance files, not the reasoning_gym package"
+        )
     else:
         splits = read_instance_files(args.local_path)
     outputs = {}

@@ -152,3 +152,84 @@ def test_instances_match_reasoning_gyms_own_dataset_class(package_dir):
     assert [(i["question"], i["answer"], i["answer_cot"]) for i in ours] == [
         (t["question"], t["answer"], t["metadata"]["answer_cot"]) for t in theirs
     ]
+
+
+def test_one_shot_prompt_holds_a_worked_instance_of_the_same_template(
+    package_dir, generated, tmp_path, run_cli, parquet_rows
+):
+    _, plain = generated
+    run = run_cli(
+        gsm_symbolic.main,
+        ["--out", str(tmp_path), "--train-size", "120", "--test-size", "60", "--prompt-format", "one_shot"],
+    )
+
+    assert run.exit_code == 0, run.output
+    path = tmp_path / "gsm_symbolic_train.parquet"
+    assert validate.main([str(path)]) == 0
+    generators = gsm_symbolic.load_generators(package_dir)
+    for row, plain_row in zip(parquet_rows(path), plain["train"], strict=True):
+        info = row["extra_info"]
+        worked = generators[info["template"]](
+            gsm_symbolic.Random(info["instance_seed"] + gsm_symbolic.EXAMPLE_SEED_OFFSET),
+            gsm_symbolic.DIFFICULTY,
+        )
+        example, solution, question = row["prompt"]
+        assert row["reward_model"] == plain_row["reward_model"]
+        assert question == plain_row["prompt"][0]
+        assert [example["role"], solution["role"]] == ["user", "assistant"]
+        assert example["content"].startswith(worked["question"])
+        assert solution["content"].endswith(f"The final answer is \\boxed{{{worked['answer']}}}.")
+        assert "####" not in solution["content"]
+
+
+def test_one_shot_choice_lists_the_gold_answer_under_its_letter(
+    package_dir, generated, tmp_path, run_cli, parquet_rows
+):
+    _, plain = generated
+    run = run_cli(
+        gsm_symbolic.main,
+        [
+            "--out",
+            str(tmp_path),
+            "--train-size",
+            "120",
+            "--test-size",
+            "0",
+            "--prompt-format",
+            "one_shot_choice",
+        ],
+    )
+
+    assert run.exit_code == 0, run.output
+    path = tmp_path / "gsm_symbolic_train.parquet"
+    assert validate.main([str(path)]) == 0
+    rows = parquet_rows(path)
+    generators = gsm_symbolic.load_generators(package_dir)
+    letters = set()
+    for row, plain_row in zip(rows, plain["train"], strict=True):
+        example, solution, question = row["prompt"]
+        options = dict(re.findall(r"^([A-D]): (\S+)$", question["content"], re.MULTILINE))
+        gold = row["reward_model"]["ground_truth"]
+        letters.add(gold)
+        assert row["data_source"] == gsm_symbolic.CHOICE_DATA_SOURCE
+        assert len(set(options.values())) == 4 and options[gold] == plain_row["reward_model"]["ground_truth"]
+        example_options = dict(re.findall(r"^([A-D]): (\S+)$", example["content"], re.MULTILINE))
+        example_letter = re.search(r"The answer is \(([A-D])\)\.$", solution["content"]).group(1)
+        worked = generators[row["extra_info"]["template"]](
+            gsm_symbolic.Random(row["extra_info"]["instance_seed"] + gsm_symbolic.EXAMPLE_SEED_OFFSET),
+            gsm_symbolic.DIFFICULTY,
+        )
+        assert example_options[example_letter] == worked["answer"] and "boxed" not in solution["content"]
+        assert score(row, f"So it is {options[gold]}.\nThe answer is ({gold}).") == 1.0
+        wrong = next(letter for letter in options if letter != gold)
+        assert score(row, f"The answer is ({wrong}).") == 0.0
+    assert letters == set(gsm_symbolic.CHOICE_LABELS)  # the gold is not always in one place
+
+
+def test_one_shot_needs_the_generators(fixtures_dir, tmp_path, capsys):
+    argv = ["--out", str(tmp_path), "--local-path", str(fixtures_dir / "gsm_symbolic")]
+    with pytest.raises(SystemExit) as exit_info:
+        gsm_symbolic.main([*argv, "--prompt-format", "one_shot"])
+
+    assert exit_info.value.code == 2
+    assert "one_shot draws its worked examples from the generators" in capsys.readouterr().err
