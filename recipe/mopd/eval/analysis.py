@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from recipe.mopd.eval.contexts import VARIANTS, build_variant_contexts
-from recipe.mopd.eval.generation import json_object, to_plain
+from recipe.mopd.eval.generation import DTYPES, json_object, to_plain
 from recipe.mopd.eval.signal_table import SAMPLE_SETS, ScoredGroup, paired_differences, signal_table
 from recipe.mopd.peers import SELECTIONS, GroupMember, PeerConfig
 from recipe.mopd.signal_metrics import METRICS
@@ -68,32 +68,60 @@ def load_rollouts(path: str | Path) -> dict[str, list[Rollout]]:
     return groups
 
 
-def teacher_scores(engine, sequences: list[tuple[list[int], list[int]]], batch_size: int) -> list[float]:
+def teacher_scores(model, sequences: list[tuple[list[int], list[int]]], batch_size: int) -> list[float]:
     """Mean teacher log-prob of each response given its context, for (context ids, response ids) pairs.
 
-    Sorted by length so each right-padded batch wastes little compute on padding.
+    `model` is a Hugging Face causal LM on CPU. Rollouts of one group read the same few contexts (all of
+    them under `none`, most under `--selection shared`), so for a full-attention model each chunk of
+    `batch_size` consecutive sequences computes every distinct context once and the responses against its
+    keys and values (`engine_prefix_cache.shared_prefix_logits`, equal to a per-sequence forward to 1e-5
+    in fp32). Other models (sliding windows) run one right-padded forward per chunk, sorted by length.
+    Raises ValueError for an empty context or response.
     """
     import torch
 
-    from recipe.mopd.alignment import response_logprobs_from_rows
-    from recipe.mopd.cpu.hf_engine import Request, SamplingSpec
+    from recipe.mopd.engine_prefix_cache import shared_prefix_logits, supports_prefix_sharing
 
-    spec = SamplingSpec(max_tokens=0, prompt_logprobs=0)
-    order = sorted(range(len(sequences)), key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
+    if any(not context or not response for context, response in sequences):
+        raise ValueError("every scored sequence needs a context and a response token")
+    shared = supports_prefix_sharing(model.config)
+    order = list(range(len(sequences)))
+    if not shared:
+        order.sort(key=lambda i: len(sequences[i][0]) + len(sequences[i][1]))
     scores = [math.nan] * len(sequences)
-    for start in range(0, len(order), batch_size):
-        chunk = order[start : start + batch_size]
-        results = engine.score([Request(sequences[i][0] + sequences[i][1], spec) for i in chunk])
-        for i, result in zip(chunk, results):
-            context, response = sequences[i]
-            rows = torch.tensor(result.prompt_logprobs)
-            scores[i] = response_logprobs_from_rows(rows, len(context), len(response)).mean().item()
+    with torch.no_grad():
+        for start in range(0, len(order), batch_size):
+            chunk = order[start : start + batch_size]
+            responses = [torch.tensor(sequences[i][1]) for i in chunk]
+            if shared:
+                rows = shared_prefix_logits(
+                    model, [torch.tensor(sequences[i][0]) for i in chunk], responses, "cpu"
+                )
+            else:
+                rows = _response_logits(model, [sequences[i] for i in chunk])
+            logprobs = torch.log_softmax(rows.float(), dim=-1).gather(-1, torch.cat(responses)[:, None])[:, 0]
+            for i, part in zip(chunk, logprobs.split([len(r) for r in responses])):
+                scores[i] = part.mean().item()
     return scores
+
+
+def _response_logits(model, sequences: list[tuple[list[int], list[int]]]):
+    """Logits [sum R_i, V] of the rows predicting each response token, from one right-padded forward."""
+    import torch
+
+    lengths = [len(c) + len(r) for c, r in sequences]
+    input_ids = torch.zeros(len(sequences), max(lengths), dtype=torch.long)
+    attention_mask = torch.zeros_like(input_ids)
+    for row, ((context, response), length) in enumerate(zip(sequences, lengths)):
+        input_ids[row, :length] = torch.tensor(context + response)
+        attention_mask[row, :length] = 1
+    logits = model(input_ids=input_ids, attention_mask=attention_mask).logits
+    return torch.cat([logits[row, len(c) - 1 : len(c) + len(r) - 1] for row, (c, r) in enumerate(sequences)])
 
 
 def score_variants(
     tokenizer,
-    engine,
+    model,
     groups: dict[str, list[Rollout]],
     variants: list[str],
     base: PeerConfig,
@@ -136,7 +164,7 @@ def score_variants(
                     }
                 )
                 sequences.append((ctx.prompt_ids, member.response_ids))
-    for record, score in zip(records, teacher_scores(engine, sequences, batch_size)):
+    for record, score in zip(records, teacher_scores(model, sequences, batch_size)):
         record["teacher_score"] = score
     return records
 
@@ -240,11 +268,10 @@ def plot_table(table: list[dict], variants: list[str], out_dir: Path, title: str
 
 
 def analyze(args: argparse.Namespace) -> list[dict]:
-    from recipe.mopd.eval.generation import hf_engine, load_hf
+    from recipe.mopd.eval.generation import load_hf
 
     groups = load_rollouts(args.rollouts)
-    tokenizer, model = load_hf(args.teacher)
-    engine = hf_engine(tokenizer, model, seed=args.seed)
+    tokenizer, model = load_hf(args.teacher, args.dtype)
     base = PeerConfig(
         selection=args.selection,
         success_threshold=args.success_threshold,
@@ -254,7 +281,7 @@ def analyze(args: argparse.Namespace) -> list[dict]:
         seed=args.seed,
     )
     records = score_variants(
-        tokenizer, engine, groups, args.variants, base, args.chat_template_kwargs, args.batch_size
+        tokenizer, model, groups, args.variants, base, args.chat_template_kwargs, args.batch_size
     )
     by_variant = scored_groups(records)
     table = signal_table(by_variant, args.success_threshold, args.num_resamples, args.bootstrap_seed)
@@ -283,6 +310,7 @@ def sample(args: argparse.Namespace) -> int:
         SamplingConfig,
         chat_prompt_ids,
         generate_hf,
+        generate_vllm,
         load_problems,
         verify,
     )
@@ -297,7 +325,10 @@ def sample(args: argparse.Namespace) -> int:
         max_new_tokens=args.max_new_tokens,
         seed=args.seed,
     )
-    samples = generate_hf(args.model, prompts, sampling, args.batch_size)
+    if args.backend == "vllm":
+        samples = generate_vllm(args.model, prompts, sampling, dtype=args.dtype)
+    else:
+        samples = generate_hf(args.model, prompts, sampling, args.batch_size, args.dtype)
     results = verify(problems, samples)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     with open(args.out, "w") as f:
@@ -325,7 +356,8 @@ def _analyze_parser() -> argparse.ArgumentParser:
     parser.add_argument("--rollouts", required=True, type=Path, help="jsonl or parquet rollout groups")
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS))
-    parser.add_argument("--selection", choices=SELECTIONS, default="random")
+    # As training selects by default: the fewest distinct teacher prompts per group.
+    parser.add_argument("--selection", choices=SELECTIONS, default="shared")
     parser.add_argument("--success-threshold", type=float, default=1.0)
     parser.add_argument("--max-peer-tokens", type=int, default=2048)
     parser.add_argument("--max-prompt-tokens", type=int, default=10240)
@@ -333,6 +365,7 @@ def _analyze_parser() -> argparse.ArgumentParser:
     parser.add_argument("--chat-template-kwargs", type=json_object, default={})
     parser.add_argument("--batch-size", type=int, default=16, help="sequences per teacher forward")
     parser.add_argument("--seed", type=int, default=0, help="peer selection seed")
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="teacher weights and compute")
     parser.add_argument("--num-resamples", type=int, default=2000)
     parser.add_argument("--bootstrap-seed", type=int, default=12345)
     return parser
@@ -352,8 +385,15 @@ def _sample_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=4096)
     parser.add_argument("--limit", type=int, default=None, help="first N prompts only")
     parser.add_argument("--chat-template-kwargs", type=json_object, default={})
-    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--batch-size", type=int, default=64, help="sequences per hf engine batch")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--backend",
+        choices=("hf", "vllm"),
+        default="hf",
+        help="vllm: vLLM's offline engine (GPU, or CPU from .venv-vllm); hf: the project's CPU engine",
+    )
+    parser.add_argument("--dtype", choices=DTYPES, default="auto", help="policy weights and compute")
     return parser
 
 

