@@ -12,7 +12,8 @@ A run whose metrics already hold every step is reused, so an interrupted compari
 
     # bundled task, tiny model (about 1-2 min per run on 2 cores)
     .venv/bin/python scripts/compare_methods.py --seeds 0 1 2 --steps 8 --out outputs/compare_tiny
-    # opt-in: SmolLM2-135M-Instruct on gsm_symbolic (README: "Real model and real problem sets")
+    # opt-in: SmolLM2-135M-Instruct on gsm_symbolic, data from
+    # `python -m data_prep.gsm_symbolic --out $DATA_DIR --prompt-format one_shot_choice`
     .venv/bin/python scripts/compare_methods.py --task gsm_symbolic --data-dir $DATA_DIR --seeds 0 1 2 \\
         --steps 4 --out outputs/compare_gsm
 
@@ -53,16 +54,22 @@ METHODS = {
     "mopd_1s": ["mopd.mode=positive", "mopd.num_success=1", "mopd.num_failure=0"],
     "mopd_2s1f": ["mopd.mode=contrastive", "mopd.num_success=2", "mopd.num_failure=1"],
 }
-# SmolLM2-135M on word problems: longer prompts and answers than the bundled task, 8 rollouts so groups
-# mix, and T=0.3, the temperature at which it solves any (/work notes: 0/200 correct at T=1).
+# SmolLM2-135M on gsm_symbolic's one_shot_choice format (README, "Teacher signal on a real model": it
+# picks the right option on ~18% of samples at T=0.7, and solves <2% of the free-answer prompts): prompts
+# of ~300 tokens, 8 rollouts so that groups mix, 2 prompts a step so that a step fits 2 cores, and room
+# for a one-shot prompt plus 3 peers of 128 tokens in the teacher context.
 REAL_TASK_OVERRIDES = [
-    "data.max_prompt_length=256",
+    "data.train_batch_size=2",
+    "actor_rollout_ref.actor.ppo_mini_batch_size=2",
+    "data.max_prompt_length=384",
     "data.max_response_length=128",
     "actor_rollout_ref.rollout.n=8",
-    "actor_rollout_ref.rollout.temperature=0.3",
+    "actor_rollout_ref.rollout.temperature=0.7",
+    "actor_rollout_ref.rollout.max_model_len=1536",
     "actor_rollout_ref.actor.optim.lr=1e-5",
     "distillation.distillation_loss.topk=100",
     "mopd.max_peer_tokens=128",
+    "mopd.max_prompt_tokens=1024",
 ]
 COLUMNS = {
     "reward": "critic/score/mean",
@@ -98,11 +105,17 @@ def task_assets(task: str, data_dir: Path | None, cache: Path) -> tuple[dict, li
 
         return tiny_task.prepare(cache), []
     if data_dir is None:
-        raise SystemExit("--task gsm_symbolic needs --data-dir (python -m data_prep.gsm_symbolic --out DIR)")
+        raise SystemExit(
+            "--task gsm_symbolic needs --data-dir "
+            "(python -m data_prep.gsm_symbolic --out DIR --prompt-format one_shot_choice)"
+        )
     train, val = data_dir / "gsm_symbolic_train.parquet", data_dir / "gsm_symbolic_test.parquet"
     missing = [str(p) for p in (train, val) if not p.exists()]
     if missing:
-        raise SystemExit(f"missing {missing}: run python -m data_prep.gsm_symbolic --out {data_dir}")
+        raise SystemExit(
+            f"missing {missing}: run python -m data_prep.gsm_symbolic --out {data_dir} "
+            "--prompt-format one_shot_choice"
+        )
     from recipe.mopd.models import smollm2
 
     model = smollm2.materialize()

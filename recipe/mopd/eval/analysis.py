@@ -11,7 +11,8 @@ Teacher score of rollout i = mean log-prob of its response tokens given [teacher
 used raw text). The comparison with the rewards is in `signal_table`: per-variant sample sets as the
 paper reports them, and a matched set (every variant on the same rollouts) with paired bootstrap CIs of
 each variant's difference to `none`. Writes DIR/metrics.csv, DIR/differences.csv, DIR/scores.csv (one row
-per rollout and variant), DIR/<metric>.png, DIR/teacher_signal.png and DIR/differences.png.
+per rollout and variant, for the groups whose rewards differ: no metric is defined on the others),
+DIR/<metric>.png, DIR/teacher_signal.png and DIR/differences.png.
 """
 
 from __future__ import annotations
@@ -270,7 +271,11 @@ def plot_table(table: list[dict], variants: list[str], out_dir: Path, title: str
 def analyze(args: argparse.Namespace) -> list[dict]:
     from recipe.mopd.eval.generation import load_hf
 
-    groups = load_rollouts(args.rollouts)
+    loaded = load_rollouts(args.rollouts)
+    # Every metric compares rewards within a group, so a group whose rollouts share one reward is defined
+    # under no variant: scoring it would cost teacher forwards and change no number.
+    groups = {uid: rollouts for uid, rollouts in loaded.items() if len({r.score for r in rollouts}) > 1}
+    print(f"scoring the {len(groups)} of {len(loaded)} groups whose rewards differ", flush=True)
     tokenizer, model = load_hf(args.teacher, args.dtype)
     base = PeerConfig(
         selection=args.selection,
@@ -289,7 +294,8 @@ def analyze(args: argparse.Namespace) -> list[dict]:
     write_csv(args.out / "scores.csv", records)
     write_csv(args.out / "metrics.csv", table)
     title = (
-        f"teacher {Path(args.teacher).name} on {len(groups)} groups of {Path(args.rollouts).name} (95% CI)"
+        f"teacher {Path(args.teacher).name} on {len(groups)} mixed of {len(loaded)} groups of "
+        f"{Path(args.rollouts).name} (95% CI)"
     )
     plot_table(table, args.variants, args.out, title)
     differences = []

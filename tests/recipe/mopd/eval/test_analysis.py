@@ -99,7 +99,15 @@ def test_sample_then_analyze_on_the_tiny_model(tiny_assets, tmp_path):
         assert len(list(csv.DictReader(f))) == len(table)
     with open(out / "scores.csv") as f:
         scores = list(csv.DictReader(f))
-    assert len(scores) == 72 * len(VARIANTS)
+    mixed = {
+        uid
+        for uid in {r["uid"] for r in records}
+        if len({r["score"] for r in records if r["uid"] == uid}) > 1
+    }
+    assert (
+        mixed and {s["uid"] for s in scores} == mixed
+    )  # a group with one reward everywhere defines no metric
+    assert len(scores) == 6 * len(mixed) * len(VARIANTS)
     assert all(float(s["teacher_score"]) < 0 and math.isfinite(float(s["teacher_score"])) for s in scores)
     # the bare question is always what "none" asks for; peers make every other context longer
     none = [s for s in scores if s["variant"] == "none"]
