@@ -12,7 +12,8 @@ used raw text). The comparison with the rewards is in `signal_table`: per-varian
 paper reports them, and a matched set (every variant on the same rollouts) with paired bootstrap CIs of
 each variant's difference to `none`. Writes DIR/metrics.csv, DIR/differences.csv, DIR/scores.csv (one row
 per rollout and variant, for the groups whose rewards differ: no metric is defined on the others),
-DIR/<metric>.png, DIR/teacher_signal.png and DIR/differences.png.
+DIR/tables.md (the both-present and matched tables and the differences, in markdown), DIR/<metric>.png,
+DIR/teacher_signal.png and DIR/differences.png.
 """
 
 from __future__ import annotations
@@ -268,6 +269,44 @@ def plot_table(table: list[dict], variants: list[str], out_dir: Path, title: str
     return paths
 
 
+def _cell(row: dict | None, sign: str = "", with_ci: bool = False) -> str:
+    if row is None or row["mean"] is None:
+        return "-"
+    if not with_ci:
+        return f"{row['mean']:{sign}.3f}"
+    return f"{row['mean']:{sign}.3f} [{row['ci_low']:{sign}.3f}, {row['ci_high']:{sign}.3f}]"
+
+
+def markdown_tables(table: list[dict], differences: list[dict], variants: list[str]) -> str:
+    """The both-present and matched tables (AUROC with its CI, the other metrics' means, group counts)
+    and the paired differences to `none`, as GitHub markdown."""
+    header = "| variant | AUROC [95% CI] | Spearman | Kendall τ | pairwise acc. | groups |\n|---|---|---|---|---|---|"
+    parts = []
+    for sample_set in ("both_present", "matched"):
+        rows = {(r["variant"], r["metric"]): r for r in table if r["sample_set"] == sample_set}
+        lines = [f"{sample_set.replace('_', '-')} set:", "", header]
+        for variant in variants:
+            auroc = rows.get((variant, "auroc"))
+            cells = [_cell(auroc, with_ci=True)]
+            cells += [_cell(rows.get((variant, m))) for m in ("spearman", "kendall_tau", "pairwise_accuracy")]
+            groups = "-" if auroc is None else str(auroc["num_groups"])
+            lines.append(f"| {variant} | {' | '.join(cells)} | {groups} |")
+        parts.append("\n".join(lines))
+    if differences:
+        rows = {(r["variant"], r["metric"]): r for r in differences}
+        lines = [
+            "matched set, variant − none (paired bootstrap 95% CI):",
+            "",
+            "| variant | AUROC | Spearman | Kendall τ | pairwise acc. | groups |",
+            "|---|---|---|---|---|---|",
+        ]
+        for variant in (v for v in variants if (v, "auroc") in rows):
+            cells = [_cell(rows.get((variant, m)), "+", True) for m in METRICS]
+            lines.append(f"| {variant} | {' | '.join(cells)} | {rows[(variant, 'auroc')]['num_groups']} |")
+        parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
 def analyze(args: argparse.Namespace) -> list[dict]:
     from recipe.mopd.eval.generation import load_hf
 
@@ -305,6 +344,7 @@ def analyze(args: argparse.Namespace) -> list[dict]:
         )
         write_csv(args.out / "differences.csv", differences)
         plot_differences(differences, args.out / "differences.png", title)
+    (args.out / "tables.md").write_text(markdown_tables(table, differences, args.variants))
     return table, differences
 
 

@@ -125,6 +125,15 @@ def test_sample_then_analyze_on_the_tiny_model(tiny_assets, tmp_path):
         r["num_groups"] for r in table if r["sample_set"] == "matched" and r["metric"] == "auroc"
     }
     assert len(matched_counts) == 1
+    tables = (out / "tables.md").read_text()
+    none_auroc = next(
+        r for r in table if r["sample_set"] == "both_present" and r["variant"] == "none" and r["metric"] == "auroc"
+    )
+    assert tables.count("| none |") == 2 and tables.count("| 2S1F |") == 3  # 2S1F also has a difference row
+    assert (
+        f"| none | {none_auroc['mean']:.3f} [{none_auroc['ci_low']:.3f}, {none_auroc['ci_high']:.3f}]"
+        in tables
+    )
     for name in [*METRICS, "teacher_signal", "differences"]:
         png = out / f"{name}.png"
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size < 150_000
