@@ -142,10 +142,11 @@ def load_generators(package_dir: Path) -> dict[int, Generator]:
     return generators
 
 
-def worked_solution(answer_cot: str, answer: str) -> str:
-    """A GSM8K solution with its closing `#### N` line replaced by the boxed answer the verifier reads."""
+def worked_solution(answer_cot: str, final_line: str) -> str:
+    """A GSM8K solution with its closing `#### N` line replaced by `final_line`, the answer statement the
+    verifier reads."""
     lines = [line for line in answer_cot.strip().splitlines() if not line.startswith("####")]
-    return "\n".join([*lines, f"The final answer is \\boxed{{{answer}}}."])
+    return "\n".join([*lines, final_line])
 
 
 def choice_options(generator: Generator, answer: str, instance_seed: int) -> list[str]:
@@ -194,19 +195,17 @@ def generate(package_dir: Path, seed: int, size: int, prompt_format: str = "step
         if prompt_format != "step_by_step":
             worked_seed = seed + index + EXAMPLE_SEED_OFFSET
             worked = generators[template](Random(worked_seed), DIFFICULTY)
-            instance["example_question"] = worked["question"] + QUESTION_SUFFIX
-            instance["example_solution"] = worked_solution(worked["metadata"]["answer_cot"], worked["answer"])
-        if prompt_format == "one_shot_choice":
-            options = choice_options(generators[template], example["answer"], seed + index)
-            worked_options = choice_options(generators[template], worked["answer"], worked_seed)
-            instance["question"] = choice_question(instance["question"], options)
-            instance["choice_answer"] = CHOICE_LABELS[options.index(example["answer"])]
-            instance["example_question"] = choice_question(instance["example_question"], worked_options)
-            worked_letter = CHOICE_LABELS[worked_options.index(worked["answer"])]
-            # The worked solution keeps its reasoning and ends with the option letter instead of the box.
-            instance["example_solution"] = (
-                instance["example_solution"].rsplit("\n", 1)[0] + f"\nThe answer is ({worked_letter})."
-            )
+            example_question = worked["question"] + QUESTION_SUFFIX
+            final_line = f"The final answer is \\boxed{{{worked['answer']}}}."
+            if prompt_format == "one_shot_choice":
+                options = choice_options(generators[template], example["answer"], seed + index)
+                worked_options = choice_options(generators[template], worked["answer"], worked_seed)
+                instance["question"] = choice_question(instance["question"], options)
+                instance["choice_answer"] = CHOICE_LABELS[options.index(example["answer"])]
+                example_question = choice_question(example_question, worked_options)
+                final_line = f"The answer is ({CHOICE_LABELS[worked_options.index(worked['answer'])]})."
+            instance["example_question"] = example_question
+            instance["example_solution"] = worked_solution(worked["metadata"]["answer_cot"], final_line)
         instances.append(instance)
     return instances
 

@@ -269,12 +269,8 @@ def plot_table(table: list[dict], variants: list[str], out_dir: Path, title: str
     return paths
 
 
-def _cell(row: dict | None, sign: str = "", with_ci: bool = False) -> str:
-    if row is None or row["mean"] is None:
-        return "-"
-    if not with_ci:
-        return f"{row['mean']:{sign}.3f}"
-    return f"{row['mean']:{sign}.3f} [{row['ci_low']:{sign}.3f}, {row['ci_high']:{sign}.3f}]"
+def _mean(row: dict | None) -> str:
+    return "-" if row is None or row["mean"] is None else f"{row['mean']:.3f}"
 
 
 def markdown_tables(table: list[dict], differences: list[dict], variants: list[str]) -> str:
@@ -287,8 +283,8 @@ def markdown_tables(table: list[dict], differences: list[dict], variants: list[s
         lines = [f"{sample_set.replace('_', '-')} set:", "", header]
         for variant in variants:
             auroc = rows.get((variant, "auroc"))
-            cells = [_cell(auroc, with_ci=True)]
-            cells += [_cell(rows.get((variant, m))) for m in ("spearman", "kendall_tau", "pairwise_accuracy")]
+            cells = ["-" if auroc is None else _interval(auroc)]
+            cells += [_mean(rows.get((variant, m))) for m in ("spearman", "kendall_tau", "pairwise_accuracy")]
             groups = "-" if auroc is None else str(auroc["num_groups"])
             lines.append(f"| {variant} | {' | '.join(cells)} | {groups} |")
         parts.append("\n".join(lines))
@@ -301,7 +297,7 @@ def markdown_tables(table: list[dict], differences: list[dict], variants: list[s
             "|---|---|---|---|---|---|",
         ]
         for variant in (v for v in variants if (v, "auroc") in rows):
-            cells = [_cell(rows.get((variant, m)), "+", True) for m in METRICS]
+            cells = [_interval(rows[(variant, m)], "+") if (variant, m) in rows else "-" for m in METRICS]
             lines.append(f"| {variant} | {' | '.join(cells)} | {rows[(variant, 'auroc')]['num_groups']} |")
         parts.append("\n".join(lines))
     return "\n\n".join(parts) + "\n"
