@@ -56,7 +56,7 @@ from data_prep.common import (
 )
 from data_prep.math_common import MATH_PROMPT_SUFFIX, math_row, normalize_answer
 from data_prep.packaged import package_path
-from data_prep.validate import BAD_GROUND_TRUTH, RowError
+from data_prep.validate import BAD_GROUND_TRUTH, EMPTY_PROMPT, RowError
 
 DATA_SOURCE = "math/gsm_symbolic"
 DISTRIBUTION = "reasoning-gym"
@@ -219,30 +219,51 @@ def numeric_answer(raw) -> str:
     return text
 
 
+def choice_row(*, split: str, index: int, question: str, choice_answer: str, extra_info: Mapping) -> dict:
+    """A `one_shot_choice` row: the option letter is the ground truth, graded by the science verifier.
+
+    Raises:
+        RowError: for an empty question.
+    """
+    if not isinstance(question, str) or not question.strip():
+        raise RowError("question", EMPTY_PROMPT)
+    return {
+        "data_source": CHOICE_DATA_SOURCE,
+        "prompt": [{"role": "user", "content": question + CHOICE_SUFFIX}],
+        "ability": "math",
+        "reward_model": {"style": "rule", "ground_truth": choice_answer},
+        "extra_info": {
+            "index": index,
+            "split": split,
+            "verifier": "science",
+            **extra_info,
+            "choice_labels": list(CHOICE_LABELS),
+        },
+    }
+
+
 def converter(split: str):
     def convert(index: int, record: Mapping) -> dict:
         metadata = record.get("metadata") if isinstance(record.get("metadata"), Mapping) else {}
         template = record.get("template")
         instance_seed = record.get("instance_seed")
-        row = math_row(
-            data_source=DATA_SOURCE,
-            split=split,
-            index=index,
-            problem=record.get("question"),
-            answer=numeric_answer(record.get("answer")),
-            extra_info={
+        common = {
+            "split": split,
+            "index": index,
+            "extra_info": {
                 "template": -1 if template is None else int(template),
                 "instance_seed": -1 if instance_seed is None else int(instance_seed),
                 "answer_cot": str(record.get("answer_cot") or metadata.get("answer_cot") or ""),
             },
-        )
-        suffix = MATH_PROMPT_SUFFIX
+        }
+        # Also for the choice format: its numeric gold must still be a number.
+        answer = numeric_answer(record.get("answer"))
         if "choice_answer" in record:
+            row = choice_row(question=record.get("question"), choice_answer=record["choice_answer"], **common)
             suffix = CHOICE_SUFFIX
-            row["data_source"] = CHOICE_DATA_SOURCE
-            row["reward_model"]["ground_truth"] = record["choice_answer"]
-            row["extra_info"].update(verifier="science", choice_labels=list(CHOICE_LABELS))
-            row["prompt"] = [{"role": "user", "content": record["question"] + suffix}]
+        else:
+            row = math_row(data_source=DATA_SOURCE, problem=record.get("question"), answer=answer, **common)
+            suffix = MATH_PROMPT_SUFFIX
         if "example_question" in record:
             row["prompt"] = [
                 {"role": "user", "content": record["example_question"] + suffix},

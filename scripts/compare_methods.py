@@ -303,6 +303,12 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--steps", type=int, default=8)
     parser.add_argument("--task", choices=("tiny_add", "gsm_symbolic"), default="tiny_add")
     parser.add_argument("--data-dir", type=Path, help="directory of gsm_symbolic_{train,test}.parquet")
+    parser.add_argument(
+        "--platform",
+        choices=("cpu", "cpu_vllm"),
+        default="cpu",
+        help="rollout backend: cpu (transformers) or cpu_vllm (verl's vLLM server; run from .venv-vllm)",
+    )
     parser.add_argument("--out", type=Path, default=Path("outputs/compare_methods"))
     parser.add_argument("--timeout-s", type=int, default=3600, help="per run")
     parser.add_argument("--retries", type=int, default=1, help="attempts after a failed run")
@@ -328,7 +334,10 @@ def main(argv: list[str] | None = None) -> list[dict]:
             if not args.report_only and not complete(metrics, args.steps):
                 run_dir.mkdir(parents=True, exist_ok=True)
                 command = training_command(
-                    assets, args.steps, run_overrides(method, seed, run_dir, [*task_overrides, *extra])
+                    assets,
+                    args.steps,
+                    run_overrides(method, seed, run_dir, [*task_overrides, *extra]),
+                    platform=args.platform,
                 )
                 started = time.monotonic()
                 print(f"{method} seed {seed}: training {args.steps} steps ...", flush=True)

@@ -168,6 +168,12 @@ def prepare_cpu_cluster(config: DictConfig) -> None:
         if config.get("mopd") is not None and config.mopd.teacher == "frozen":
             slots += config.distillation.n_gpus_per_node * config.distillation.nnodes
         ray_init.num_gpus = slots
+        # Ray sets OMP_NUM_THREADS=1 in every worker whose environment lacks it, so the FSDP actor would
+        # train on one core (a SmolLM2-135M update: minutes). The trainer's phases run one after another,
+        # so each may use every core this process may use.
+        env_vars = ray_worker_env_vars(config)
+        if "OMP_NUM_THREADS" not in env_vars:
+            env_vars.OMP_NUM_THREADS = os.environ.get("OMP_NUM_THREADS", str(len(os.sched_getaffinity(0))))
 
 
 # Read by Ray actors (the TaskRunner owns the loggers), which see only the runtime_env, not this shell.
@@ -180,14 +186,29 @@ FORWARDED_ENV_VARS = (
 )
 
 
+def ray_worker_env_vars(config: DictConfig) -> DictConfig:
+    """`ray_kwargs.ray_init.runtime_env.env_vars`, created if absent, open for new keys. (DictConfig's
+    `setdefault` returns its argument, not the node it stores, so it cannot build this path.)"""
+    ray_init = config.ray_kwargs.ray_init
+    with open_dict(config):
+        if ray_init.get("runtime_env") is None:
+            ray_init.runtime_env = {}
+        if ray_init.runtime_env.get("env_vars") is None:
+            ray_init.runtime_env.env_vars = {}
+    env_vars = ray_init.runtime_env.env_vars
+    OmegaConf.set_struct(env_vars, False)
+    return env_vars
+
+
 def forward_environment(config: DictConfig) -> None:
+    """Put FORWARDED_ENV_VARS into Ray's runtime_env: workers of a cluster started by `ray start` (Slurm)
+    do not inherit the driver's shell."""
     if config.get("mopd") is not None:
         os.environ[JSD_ALPHA_ENV] = str(float(config.mopd.jsd_alpha))
-    with open_dict(config):
-        env_vars = config.ray_kwargs.ray_init.setdefault("runtime_env", {}).setdefault("env_vars", {})
-        for name in FORWARDED_ENV_VARS:
-            if name in os.environ:
-                env_vars[name] = os.environ[name]
+    env_vars = ray_worker_env_vars(config)
+    for name in FORWARDED_ENV_VARS:
+        if name in os.environ:
+            env_vars[name] = os.environ[name]
 
 
 def run_mopd(config: DictConfig) -> None:

@@ -233,3 +233,10 @@ def test_one_shot_needs_the_generators(fixtures_dir, tmp_path, capsys):
 
     assert exit_info.value.code == 2
     assert "one_shot draws its worked examples from the generators" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("choice", [False, True])
+def test_a_record_without_a_question_is_a_row_error(choice):
+    record = {"question": "  ", "answer": "12", **({"choice_answer": "B"} if choice else {})}
+    with pytest.raises(validate.RowError, match="empty prompt"):
+        gsm_symbolic.converter("train")(0, record)

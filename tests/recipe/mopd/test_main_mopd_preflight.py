@@ -7,6 +7,7 @@ immediate error naming the key to change. Composing the real config here also pr
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -70,6 +71,31 @@ def test_cpu_device_with_sglang_is_rejected(cpu_overrides):
     config = compose_config(*cpu_overrides, "actor_rollout_ref.rollout.name=sglang")
     with pytest.raises(ConfigError, match=r"trainer\.device=cpu needs actor_rollout_ref\.rollout\.name=hf or vllm"):
         preflight(config)
+
+
+@pytest.mark.parametrize("user_threads", [None, "3"])
+def test_cpu_cluster_gives_ray_workers_every_core(cpu_overrides, monkeypatch, user_threads):
+    """Ray sets OMP_NUM_THREADS=1 in a worker whose environment lacks it; the CPU cluster passes every usable
+    core instead, and a value the user exported wins."""
+    for name in ("VERL_PLATFORM", "HF_HUB_OFFLINE", "TOKENIZERS_PARALLELISM", "OMP_NUM_THREADS"):
+        monkeypatch.delenv(name, raising=False)
+    if user_threads is not None:
+        monkeypatch.setenv("OMP_NUM_THREADS", user_threads)
+    config = compose_config(*cpu_overrides)
+    main_mopd.prepare_cpu_cluster(config)
+    expected = user_threads or str(len(os.sched_getaffinity(0)))
+    assert config.ray_kwargs.ray_init.runtime_env.env_vars.OMP_NUM_THREADS == expected
+
+
+def test_forward_environment_puts_variables_into_the_ray_runtime_env(cpu_overrides, monkeypatch):
+    """Workers of a cluster started by `ray start` see only the runtime_env, not the driver's shell."""
+    monkeypatch.setenv("VERL_FILE_LOGGER_PATH", "/tmp/metrics.jsonl")
+    monkeypatch.delenv(main_mopd.JSD_ALPHA_ENV, raising=False)
+    config = compose_config(*cpu_overrides, "mopd.jsd_alpha=0.25")
+    main_mopd.forward_environment(config)
+    env_vars = config.ray_kwargs.ray_init.runtime_env.env_vars
+    assert env_vars.VERL_FILE_LOGGER_PATH == "/tmp/metrics.jsonl"
+    assert env_vars[main_mopd.JSD_ALPHA_ENV] == "0.25"
 
 
 def cpu_vllm_overrides(cpu_overrides) -> list[str]:
