@@ -31,7 +31,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from recipe.mopd.cpu.demo import training_command  # noqa: E402
+from recipe.mopd.cpu.demo import training_command
 
 # Plain verl GRPO on the same config: verl's own trainer mode, agent loop manager and loss.
 BASELINE_OVERRIDES = [

@@ -22,9 +22,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from recipe.mopd.cpu import tiny_task  # noqa: E402
-from recipe.mopd.cpu.demo import training_command  # noqa: E402
-from recipe.mopd.metrics_report import read_metrics  # noqa: E402
+from recipe.mopd.cpu import tiny_task
+from recipe.mopd.cpu.demo import training_command
+from recipe.mopd.metrics_report import read_metrics
 
 VARIANTS = {"MOPD 2S1F": ["mopd.mode=contrastive"], "OPD (mode none)": ["mopd.mode=none"]}
 

@@ -22,9 +22,9 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from bench_mopd_vs_opd import run, steady  # noqa: E402
+from bench_mopd_vs_opd import run, steady
 
-from recipe.mopd.cpu import tiny_task  # noqa: E402
+from recipe.mopd.cpu import tiny_task
 
 BACKENDS = {"hf": "cpu", "vLLM": "cpu_vllm"}
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -116,6 +117,18 @@ def test_summary_and_final_table_over_seeds():
     assert table["opd"]["reward_last"] == pytest.approx(0.55)
     assert table["opd"]["reward_first"] == pytest.approx(0.3) and table["opd"]["seeds"] == 2
     assert table["opd"]["auroc_mean"] == pytest.approx(0.6) and table["grpo"]["auroc_mean"] is None
+
+
+def test_metric_series_leaves_a_gap_where_auroc_is_undefined():
+    rows = [
+        *compare.step_rows("opd", 0, metric_steps([0.2, 0.4, 0.6], [0.5, float("nan"), 0.7])),
+        *compare.step_rows("opd", 1, metric_steps([0.4, 0.4, 0.8], [0.7, float("nan"), 0.5])),
+    ]
+    steps, mean, low, high = compare.metric_series(compare.summarize(rows), "opd", "auroc")
+    assert steps == [1, 2, 3]
+    assert mean[0] == pytest.approx(0.6) and mean[2] == pytest.approx(0.6)
+    assert math.isnan(mean[1]) and math.isnan(low[1]) and math.isnan(high[1])
+    assert (low[0], high[0]) == (0.5, 0.7)
 
 
 def write_run(out: Path, method: str, seed: int, steps: list[dict]) -> None:
