@@ -12,10 +12,10 @@ A run whose metrics already hold every step is reused, so an interrupted compari
 
     # bundled task, tiny model (about 1-2 min per run on 2 cores)
     .venv/bin/python scripts/compare_methods.py --seeds 0 1 2 --steps 8 --out outputs/compare_tiny
-    # opt-in: SmolLM2-135M-Instruct on gsm_symbolic, data from
-    # `python -m data_prep.gsm_symbolic --out $DATA_DIR --prompt-format one_shot_choice`
-    .venv/bin/python scripts/compare_methods.py --task gsm_symbolic --data-dir $DATA_DIR --seeds 0 1 2 \\
-        --steps 4 --out outputs/compare_gsm
+    # opt-in: SmolLM2-135M-Instruct on gsm_symbolic (about 8 min per 2-step run on 2 cores), data from
+    # `python -m data_prep.gsm_symbolic --out $DATA_DIR --prompt-format one_shot_choice`, vLLM rollout
+    .venv-vllm/bin/python scripts/compare_methods.py --task gsm_symbolic --data-dir $DATA_DIR \\
+        --platform cpu_vllm --seeds 0 1 2 --steps 2 --out outputs/compare_gsm
 
 GRPO runs verl's own GRPO (no teacher) with the run scripts' baseline settings; the three distillation
 methods use the CPU overlay's live teacher and mopd_k1 loss and differ only in `mopd.mode`/peer counts.
@@ -230,8 +230,9 @@ def plot(summary: list[dict], out_png: Path, title: str) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     for ax, metric, label in (
         (axes[0], "reward", "reward (mean over seeds, band: min-max)"),
         (axes[1], "auroc", "teacher-signal AUROC per step (mean, band: min-max)"),
@@ -249,6 +250,7 @@ def plot(summary: list[dict], out_png: Path, title: str) -> Path:
             ax.axhline(0.5, color="grey", linewidth=0.8, linestyle="--")
         ax.set_title(label, fontsize=9)
         ax.set_xlabel("step")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.suptitle(title, fontsize=10)
@@ -361,7 +363,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 print(f"{method} seed {seed}: not finished, left out")
     if not rows:
         raise SystemExit(f"no finished runs under {out / 'runs'}")
-    title = f"{args.task}: {', '.join(args.methods)}; seeds {args.seeds}"
+    finished_seeds = sorted({int(row["seed"]) for row in rows})
+    title = f"{args.task}: {', '.join(args.methods)}; seeds {finished_seeds} (finished runs)"
     return report(out, rows, args.steps, title)
 
 
