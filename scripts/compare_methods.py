@@ -70,8 +70,8 @@ REAL_TASK_OVERRIDES = [
     "distillation.distillation_loss.topk=100",
     "mopd.max_peer_tokens=128",
     "mopd.max_prompt_tokens=1024",
-    # bf16 as on GPUs: 1.7x the fp32 update on these AMX CPUs. Padded batches: on packed sequences (remove
-    # padding) sdpa attends through a block-diagonal mask over all of them, 1.5x slower here. 135M fits
+    # bf16 as on GPUs: 1.8x the fp32 update on these AMX CPUs. Padded batches: on packed sequences (remove
+    # padding) sdpa attends through a block-diagonal mask over all of them, 1.6x slower here. 135M fits
     # without activation checkpointing. Together a step takes 150 s instead of 275 s (2S1F, vLLM backend).
     "actor_rollout_ref.actor.fsdp_config.mixed_precision.param_dtype=bf16",
     "actor_rollout_ref.rollout.dtype=bfloat16",
