@@ -12,7 +12,7 @@ A run whose metrics already hold every step is reused, so an interrupted compari
 
     # bundled task, tiny model (about 1-2 min per run on 2 cores)
     .venv/bin/python scripts/compare_methods.py --seeds 0 1 2 --steps 8 --out outputs/compare_tiny
-    # opt-in: SmolLM2-135M-Instruct on gsm_symbolic (about 8 min per 2-step run on 2 cores), data from
+    # opt-in: SmolLM2-135M-Instruct on gsm_symbolic (3-9 min per 2-step run on 2 cores), data from
     # `python -m data_prep.gsm_symbolic --out $DATA_DIR --prompt-format one_shot_choice`, vLLM rollout
     .venv-vllm/bin/python scripts/compare_methods.py --task gsm_symbolic --data-dir $DATA_DIR \\
         --platform cpu_vllm --seeds 0 1 2 --steps 2 --out outputs/compare_gsm
